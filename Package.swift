@@ -1,0 +1,48 @@
+// swift-tools-version: 6.1
+// userswitch: a userspace Ethernet switch for Linux virtualisation hosts.
+// SwitchCore and SwitchControl are pure Swift (no root, no network needed to test them);
+// only SwitchIO and the executables touch the kernel through the C shim modules.
+import PackageDescription
+
+let package = Package(
+    name: "userswitch",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "SwitchCore", targets: ["SwitchCore"]),
+        .library(name: "SwitchIO", targets: ["SwitchIO"]),
+        .library(name: "SwitchControl", targets: ["SwitchControl"]),
+        .executable(name: "userswitchd", targets: ["userswitchd"]),
+        .executable(name: "userswitchctl", targets: ["userswitchctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .target(name: "CLinuxNet"),
+        .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
+        .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        .target(name: "SwitchCore"),
+        .target(name: "SwitchIO", dependencies: ["SwitchCore", "CLinuxNet", "CURing", "CPcap"]),
+        .target(name: "SwitchControl", dependencies: ["SwitchCore"]),
+        .executableTarget(
+            name: "userswitchd",
+            dependencies: [
+                "SwitchCore", "SwitchIO", "SwitchControl", "CLinuxNet",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "userswitchctl",
+            dependencies: [
+                "SwitchControl", "SwitchCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "SwitchCoreTests", dependencies: ["SwitchCore"]),
+        .testTarget(name: "SwitchIOTests", dependencies: ["SwitchIO", "SwitchCore"]),
+        .testTarget(name: "SwitchControlTests", dependencies: ["SwitchControl", "SwitchCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["SwitchCore", "SwitchControl"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,128 @@
+// The control protocol between userswitchctl and userswitchd.
+//
+// One JSON object per line over a Unix stream socket (root only, mode 0600). The client sends a
+// `ControlRequest` and reads one `ControlResponse`; then either side may close. `version` lets a
+// newer daemon refuse an older client with a clear message instead of misreading it. Every
+// command answers success or a precise error, and a command that fails changes nothing.
+
+import SwitchCore
+
+public let controlProtocolVersion = 1
+public let defaultSocketPath = "/run/userswitch/userswitchd.sock"
+
+/// How a port reaches its frames.
+public enum PortType: String, Codable, Sendable, CaseIterable {
+    /// An existing kernel interface (vif, emulated tap made by QEMU, NIC, veth), read and
+    /// written through AF_PACKET rings.
+    case system
+    /// A TAP device the switch creates and removes (the bridge's own port for the host's stack).
+    case tap
+}
+
+public enum ControlCommand: Codable, Sendable, Equatable {
+    case addBridge(name: String, ageingSeconds: UInt32?, fdbCapacity: Int?)
+    case delBridge(name: String)
+    case addPort(bridge: String, port: String, type: PortType, vlan: VLANMode)
+    case delPort(bridge: String, port: String)
+    case show
+    case fdb(bridge: String)
+    case fdbAdd(bridge: String, mac: MACAddress, vlan: UInt16, port: String)
+    case fdbDel(bridge: String, mac: MACAddress, vlan: UInt16)
+    case setAgeing(bridge: String, seconds: UInt32)
+    /// Counters of every bridge (bridge nil), one bridge, or one port (found in any bridge).
+    case stats(bridge: String?, port: String?)
+}
+
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public var version: Int
+    public var command: ControlCommand
+    public init(_ command: ControlCommand, version: Int = controlProtocolVersion) {
+        self.version = version
+        self.command = command
+    }
+}
+
+public struct PortInfo: Codable, Sendable, Equatable {
+    public var name: String
+    /// The port's number in its bridge (as in `brctl showmacs`), from 1.
+    public var number: Int
+    public var type: PortType
+    public var vlan: VLANMode
+    /// `up`, or `down` while its interface is missing (it re-attaches when the interface returns).
+    public var state: String
+    public init(name: String, number: Int, type: PortType, vlan: VLANMode, state: String) {
+        self.name = name; self.number = number; self.type = type; self.vlan = vlan; self.state = state
+    }
+}
+
+public struct BridgeInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var ageingSeconds: UInt32
+    public var fdbCapacity: Int
+    public var ports: [PortInfo]
+    public init(name: String, ageingSeconds: UInt32, fdbCapacity: Int, ports: [PortInfo]) {
+        self.name = name; self.ageingSeconds = ageingSeconds; self.fdbCapacity = fdbCapacity; self.ports = ports
+    }
+}
+
+public struct FDBEntryInfo: Codable, Sendable, Equatable {
+    public var port: String
+    public var portNumber: Int
+    public var vlan: UInt16
+    public var mac: MACAddress
+    /// Static entries never age and never move.
+    public var isStatic: Bool
+    /// Seconds since the address was last seen (0 for static entries).
+    public var ageSeconds: Double
+    public init(port: String, portNumber: Int, vlan: UInt16, mac: MACAddress, isStatic: Bool, ageSeconds: Double) {
+        self.port = port; self.portNumber = portNumber; self.vlan = vlan; self.mac = mac
+        self.isStatic = isStatic; self.ageSeconds = ageSeconds
+    }
+}
+
+public struct PortStats: Codable, Sendable, Equatable {
+    public var name: String
+    public var state: String
+    public var rxFrames: UInt64
+    public var rxBytes: UInt64
+    public var txFrames: UInt64
+    public var txBytes: UInt64
+    /// Times the port's interface vanished while attached.
+    public var downEvents: UInt64
+    public init(name: String, state: String, rxFrames: UInt64, rxBytes: UInt64, txFrames: UInt64, txBytes: UInt64, downEvents: UInt64) {
+        self.name = name; self.state = state; self.rxFrames = rxFrames; self.rxBytes = rxBytes
+        self.txFrames = txFrames; self.txBytes = txBytes; self.downEvents = downEvents
+    }
+}
+
+public struct BridgeStats: Codable, Sendable, Equatable {
+    public var name: String
+    public var ports: [PortStats]
+    /// Dropped frames per reason (`DropReason.name`), every reason listed, zeros included.
+    public var drops: [String: UInt64]
+    public var fdbEntries: Int
+    public init(name: String, ports: [PortStats], drops: [String: UInt64], fdbEntries: Int) {
+        self.name = name; self.ports = ports; self.drops = drops; self.fdbEntries = fdbEntries
+    }
+}
+
+public enum ControlResult: Codable, Sendable, Equatable {
+    case done
+    case show([BridgeInfo])
+    case fdb([FDBEntryInfo])
+    case stats([BridgeStats])
+}
+
+public struct ControlResponse: Codable, Sendable, Equatable {
+    public var ok: Bool
+    public var error: String?
+    public var result: ControlResult?
+    public static func success(_ r: ControlResult = .done) -> ControlResponse { ControlResponse(ok: true, error: nil, result: r) }
+    public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message, result: nil) }
+    public init(ok: Bool, error: String?, result: ControlResult?) { self.ok = ok; self.error = error; self.result = result }
+}
+
+/// What the daemon implements; the control server calls it once per request, on its own thread.
+public protocol ControlHandler: AnyObject, Sendable {
+    func handle(_ request: ControlRequest) -> ControlResponse
+}

@@ -1,0 +1,155 @@
+// VLAN configuration of a port (IEEE 802.1Q), and the Xen / Open vSwitch bridge spec.
+//
+// Every port is either an access port (one VLAN, untagged on the wire) or a trunk (a set of
+// allowed VLANs, carried tagged, plus an optional native VLAN carried untagged). A port without
+// any VLAN setting is an access port in VLAN 1, the default VLAN, as on the Linux bridge.
+
+/// A 12-bit VLAN ID in 1...4094 (0 is "priority tag only", 4095 reserved).
+public enum VLANID {
+    public static let valid: ClosedRange<UInt16> = 1...4094
+    public static let `default`: UInt16 = 1
+
+    public static func parse(_ s: some StringProtocol) -> UInt16? {
+        guard let v = UInt16(s), valid.contains(v) else { return nil }
+        return v
+    }
+}
+
+public enum VLANMode: Equatable, Hashable, Sendable, Codable {
+    /// Untagged on the wire, member of exactly one VLAN.
+    case access(UInt16)
+    /// Tagged frames of `allowed` VLANs; untagged frames belong to `native` (dropped when nil).
+    case trunk(allowed: [UInt16], native: UInt16?)
+
+    public static let defaultAccess = VLANMode.access(VLANID.default)
+
+    /// The VLANs this port is a member of, sorted.
+    public var members: [UInt16] {
+        switch self {
+        case .access(let v): return [v]
+        case .trunk(let allowed, let native):
+            var s = Set(allowed)
+            if let n = native { s.insert(n) }
+            return s.sorted()
+        }
+    }
+
+    /// Short text for `show`: `access 10`, `trunk 10,20 native 5`.
+    public var summary: String {
+        switch self {
+        case .access(let v): return "access \(v)"
+        case .trunk(let allowed, let native):
+            var s = "trunk " + VLANMode.formatList(allowed)
+            if let n = native { s += " native \(n)" }
+            return s
+        }
+    }
+
+    /// `10,20-22,30` style list, ranges collapsed.
+    public static func formatList(_ vlans: [UInt16]) -> String {
+        let v = Array(Set(vlans)).sorted()
+        var out: [String] = []
+        var i = 0
+        while i < v.count {
+            var j = i
+            while j + 1 < v.count && v[j + 1] == v[j] + 1 { j += 1 }
+            out.append(j > i + 1 ? "\(v[i])-\(v[j])" : (j == i + 1 ? "\(v[i]),\(v[j])" : "\(v[i])"))
+            i = j + 1
+        }
+        return out.joined(separator: ",")
+    }
+
+    /// Parses `10,20,30-35` into VLAN IDs; throws on anything out of range or malformed.
+    public static func parseList(_ text: String) throws(VLANConfigError) -> [UInt16] {
+        var out = Set<UInt16>()
+        for term in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let bounds = term.split(separator: "-", omittingEmptySubsequences: false)
+            if bounds.count == 1, let v = VLANID.parse(bounds[0]) {
+                out.insert(v)
+            } else if bounds.count == 2, let a = VLANID.parse(bounds[0]), let b = VLANID.parse(bounds[1]), a <= b {
+                for v in a...b { out.insert(v) }
+            } else {
+                throw .badVLANList(text, term: String(term))
+            }
+        }
+        return out.sorted()
+    }
+
+    /// Builds a mode from the CLI keys `tag=`, `trunks=`, `native=` (as strings, nil when absent).
+    public static func from(tag: String?, trunks: String?, native: String?) throws(VLANConfigError) -> VLANMode {
+        if let tag {
+            guard trunks == nil, native == nil else { throw .conflicting("tag= cannot be combined with trunks= or native=") }
+            guard let v = VLANID.parse(tag) else { throw .badVLAN(tag) }
+            return .access(v)
+        }
+        if let trunks {
+            let allowed = try parseList(trunks)
+            var n: UInt16? = nil
+            if let native {
+                guard let v = VLANID.parse(native) else { throw .badVLAN(native) }
+                n = v
+            }
+            return .trunk(allowed: allowed, native: n)
+        }
+        if native != nil { throw .conflicting("native= needs trunks=") }
+        return .defaultAccess
+    }
+}
+
+public enum VLANConfigError: Error, Equatable, CustomStringConvertible {
+    case badVLAN(String)
+    case badVLANList(String, term: String)
+    case conflicting(String)
+    case badBridgeSpec(String)
+
+    public var description: String {
+        switch self {
+        case .badVLAN(let s): return "invalid VLAN ID '\(s)': expected a number from 1 to 4094"
+        case .badVLANList(let s, let t): return "invalid VLAN list '\(s)': bad term '\(t)' (expected N or A-B, each 1-4094)"
+        case .conflicting(let s): return s
+        case .badBridgeSpec(let s): return "no valid bridge in '\(s)': expected BRIDGE[.VLAN][:TRUNK[:TRUNK...]]"
+        }
+    }
+}
+
+/// The port spec that Xen's `bridge` key and vif-openvswitch use: `BRIDGE[.VLAN][:TRUNK[:TRUNK...]]`.
+/// `xenbr0` is a plain port, `xenbr0.102` an access port in VLAN 102, `xenbr1:101:202` a trunk of
+/// VLANs 101 and 202. With both, `xenbr0.5:10:20`, VLAN 5 is the trunk's native (untagged) VLAN.
+public struct BridgeSpec: Equatable, Sendable {
+    public var bridge: String
+    public var vlan: UInt16?
+    public var trunks: [UInt16]
+
+    public init(bridge: String, vlan: UInt16? = nil, trunks: [UInt16] = []) {
+        self.bridge = bridge
+        self.vlan = vlan
+        self.trunks = trunks
+    }
+
+    /// Parses the spec; mirrors `^([^.:]+)(\.([0-9]+))?(:([0-9]+(:[0-9]+)*))?$` with VLAN IDs
+    /// additionally checked to be in 1...4094.
+    public static func parse(_ text: String) throws(VLANConfigError) -> BridgeSpec {
+        let colon = text.split(separator: ":", omittingEmptySubsequences: false)
+        let head = colon[0]
+        let dot = head.split(separator: ".", omittingEmptySubsequences: false)
+        guard dot.count <= 2, let name = dot.first, !name.isEmpty else { throw .badBridgeSpec(text) }
+        var spec = BridgeSpec(bridge: String(name))
+        if dot.count == 2 {
+            guard dot[1].allSatisfy(\.isASCII), dot[1].allSatisfy(\.isNumber), let v = VLANID.parse(dot[1]) else { throw .badBridgeSpec(text) }
+            spec.vlan = v
+        }
+        for t in colon.dropFirst() {
+            guard !t.isEmpty, t.allSatisfy(\.isASCII), t.allSatisfy(\.isNumber), let v = VLANID.parse(t) else { throw .badBridgeSpec(text) }
+            spec.trunks.append(v)
+        }
+        return spec
+    }
+
+    /// The port's VLAN mode: trunk when trunks are listed (native = the `.VLAN` part), access in
+    /// `.VLAN` otherwise, the default VLAN when neither is given.
+    public var mode: VLANMode {
+        if !trunks.isEmpty { return .trunk(allowed: Array(Set(trunks)).sorted(), native: vlan) }
+        if let v = vlan { return .access(v) }
+        return .defaultAccess
+    }
+}
