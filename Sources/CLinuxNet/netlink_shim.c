@@ -1,0 +1,1 @@
+#include "netlink_shim.h"

@@ -1,0 +1,1 @@
+#include "packet_shim.h"

@@ -1,0 +1,50 @@
+// The syscall boundary of the switch: typed errors, EINTR retried, EAGAIN turned into a value.
+// Everything in SwitchIO that touches a raw file descriptor goes through these helpers.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A failed system call: which one, and the errno it returned.
+public struct SystemError: Error, Equatable, CustomStringConvertible {
+    public var call: String
+    public var errno: Int32
+    public init(_ call: String, errno: Int32) {
+        self.call = call
+        self.errno = errno
+    }
+    public var description: String { "\(call): \(String(cString: strerror(errno)))" }
+}
+
+/// The outcome of a non-blocking operation.
+public enum IOResult<T> {
+    case done(T)
+    case wouldBlock
+}
+
+/// Runs `body` until it does not fail with EINTR; a -1 result becomes a `SystemError`.
+@inline(__always)
+public func systemCall<T: FixedWidthInteger>(_ name: @autoclosure () -> String, _ body: () -> T) throws(SystemError) -> T {
+    while true {
+        let r = body()
+        if r != -1 { return r }
+        let e = errno
+        if e == EINTR { continue }
+        throw SystemError(name(), errno: e)
+    }
+}
+
+/// Like `systemCall`, but EAGAIN/EWOULDBLOCK is `.wouldBlock` rather than an error.
+@inline(__always)
+public func nonBlockingCall<T: FixedWidthInteger>(_ name: @autoclosure () -> String, _ body: () -> T) throws(SystemError) -> IOResult<T> {
+    while true {
+        let r = body()
+        if r != -1 { return .done(r) }
+        let e = errno
+        if e == EINTR { continue }
+        if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+        throw SystemError(name(), errno: e)
+    }
+}
