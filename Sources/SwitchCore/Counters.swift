@@ -1,0 +1,73 @@
+// Counters: every frame that enters the switch is either sent or counted under one drop reason.
+// One list of reasons (as in VPP), one counter each, bumped next to the code that drops.
+
+/// Why a frame did not leave the switch.
+public enum DropReason: Int, CaseIterable, Sendable {
+    /// Shorter than an Ethernet header (or a VLAN header that does not fit).
+    case runt
+    /// Source MAC is multicast, broadcast or all zeros: never learned, never forwarded.
+    case invalidSourceMAC
+    /// Destination is an IEEE 802.1D link-local group address (01:80:C2:00:00:0x), PAUSE included.
+    case linkLocalDestination
+    /// An 802.1Q-tagged frame (non-zero VID) arrived on an access port.
+    case taggedOnAccessPort
+    /// An untagged or priority-tagged frame arrived on a trunk port that has no native VLAN.
+    case untaggedOnTrunk
+    /// A tagged frame's VLAN is not in the trunk's allowed set (or is 4095).
+    case vlanNotAllowed
+    /// The destination was learned on the port the frame came from.
+    case sameSegment
+    /// Broadcast, multicast or unknown unicast with no other port in its VLAN.
+    case noEgressPort
+    /// The destination's port is down (its interface is gone).
+    case egressPortDown
+    /// The egress port's transmit ring or queue was full.
+    case txQueueFull
+    /// The port's ring slot was too small for the frame (counted by the port backend).
+    case truncated
+
+    public var name: String {
+        switch self {
+        case .runt: return "runt"
+        case .invalidSourceMAC: return "invalid-source-mac"
+        case .linkLocalDestination: return "link-local-destination"
+        case .taggedOnAccessPort: return "tagged-on-access-port"
+        case .untaggedOnTrunk: return "untagged-on-trunk"
+        case .vlanNotAllowed: return "vlan-not-allowed"
+        case .sameSegment: return "same-segment"
+        case .noEgressPort: return "no-egress-port"
+        case .egressPortDown: return "egress-port-down"
+        case .txQueueFull: return "tx-queue-full"
+        case .truncated: return "truncated"
+        }
+    }
+}
+
+/// Per-reason drop counters of one bridge.
+public struct DropCounters: Sendable, Equatable {
+    public var values: [UInt64] = Array(repeating: 0, count: DropReason.allCases.count)
+    public init() {}
+    @inline(__always)
+    public subscript(reason: DropReason) -> UInt64 {
+        get { values[reason.rawValue] }
+        set { values[reason.rawValue] = newValue }
+    }
+    public var total: UInt64 { values.reduce(0, &+) }
+    public var byName: [String: UInt64] {
+        var d: [String: UInt64] = [:]
+        for r in DropReason.allCases { d[r.name] = values[r.rawValue] }
+        return d
+    }
+}
+
+/// Traffic counters of one port, as `ip -s link` counts them: frames and bytes as they crossed
+/// the wire (tags included).
+public struct PortCounters: Sendable, Equatable {
+    public var rxFrames: UInt64 = 0
+    public var rxBytes: UInt64 = 0
+    public var txFrames: UInt64 = 0
+    public var txBytes: UInt64 = 0
+    /// Times the port's interface vanished while attached.
+    public var downEvents: UInt64 = 0
+    public init() {}
+}

@@ -1,0 +1,388 @@
+// MACTable: the forwarding database (FDB) of one bridge.
+//
+// Design (after Open vSwitch's lib/mac-learning.h and VPP's l2 FIB):
+// - Key: one 64-bit word, VLAN ID (12 bits) << 48 | MAC (48 bits) (`FDBKey`). Key 0 (VLAN 0, MAC
+//   0) can never be learned, so 0 marks an empty slot.
+// - Storage: an open-addressing hash index (linear probing, at most half full, backward-shift
+//   deletion so there are no tombstones) of key + entry number, and a slab of entries holding the
+//   port, flags and last-seen time. All memory is allocated once, for the configured capacity; the
+//   table never allocates while forwarding.
+// - Ageing: every learned entry sits in its port's LRU list (doubly linked through the slab).
+//   A learn hit refreshes `lastSeen` and moves the entry to the tail of the list at most once per
+//   second of the coarse clock, so the per-frame cost stays a couple of stores. `age(now:)` walks
+//   each port's list from its head and stops at the first entry young enough.
+// - Static entries never age and never move: they are not in any LRU list and a learn of the same
+//   key on another port leaves them alone.
+// - Capacity and fair eviction (MAC-flood defence): when the learned entries reach capacity, the
+//   port that holds the most learned entries loses its least recently used one, so one guest
+//   flooding random source MACs only evicts its own addresses, not its neighbours'.
+// - MAC moves: a learned address seen on another port moves there (counted in `moves`).
+// - Thread safety: none. The table belongs to its bridge's dataplane thread; the control plane
+//   reaches it only through that thread (see BridgeEngine).
+//
+// Time is a UInt32 count of milliseconds that may wrap; ages use wrapping subtraction.
+
+/// (VLAN, MAC) packed in one machine word.
+public struct FDBKey: Hashable, Sendable {
+    public let rawValue: UInt64
+    @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
+    @inlinable public init(vlan: UInt16, mac: MACAddress) {
+        rawValue = UInt64(vlan & 0xFFF) << 48 | mac.rawValue
+    }
+    @inlinable public var vlan: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 48) }
+    @inlinable public var mac: MACAddress { MACAddress(rawValue: rawValue) }
+}
+
+public struct FDBEntry: Equatable, Sendable {
+    public var vlan: UInt16
+    public var mac: MACAddress
+    public var port: UInt16
+    public var isStatic: Bool
+    /// Milliseconds since last seen (0 for static entries).
+    public var ageMilliseconds: UInt32
+}
+
+public enum LearnResult: Equatable {
+    case refreshed
+    case learned
+    case moved(from: UInt16)
+    /// A static entry holds this key on another port; nothing changed.
+    case staticConflict
+}
+
+public final class MACTable {
+    public let capacity: Int
+    /// Entries that were evicted to make room for new ones.
+    public private(set) var evictions: UInt64 = 0
+    /// Learned addresses that moved to another port.
+    public private(set) var moves: UInt64 = 0
+    public private(set) var count: Int = 0
+    public private(set) var learnedCount: Int = 0
+
+    static let none: UInt32 = .max
+    static let flagStatic: UInt8 = 1
+
+    // Hash index.
+    let slotBits: Int
+    let slotMask: Int
+    let slotKeys: UnsafeMutablePointer<UInt64>
+    let slotEntry: UnsafeMutablePointer<UInt32>
+
+    // Entry slab.
+    let keys: UnsafeMutablePointer<UInt64>
+    let ports: UnsafeMutablePointer<UInt16>
+    let flags: UnsafeMutablePointer<UInt8>
+    let lastSeen: UnsafeMutablePointer<UInt32>
+    /// Second of the last move to the LRU tail (approximate LRU, see the header).
+    let lruStamp: UnsafeMutablePointer<UInt32>
+    let prev: UnsafeMutablePointer<UInt32>
+    let next: UnsafeMutablePointer<UInt32>
+    var freeHead: UInt32
+
+    // Per-port LRU lists of learned entries and their lengths.
+    public let maxPorts: Int
+    let lruHead: UnsafeMutablePointer<UInt32>
+    let lruTail: UnsafeMutablePointer<UInt32>
+    let portLearned: UnsafeMutablePointer<Int32>
+
+    /// A table for `capacity` entries (learned and static together) on ports 0..<maxPorts.
+    public init(capacity: Int, maxPorts: Int = 1024) {
+        precondition(capacity >= 1 && capacity <= 1 << 28)
+        self.capacity = capacity
+        self.maxPorts = maxPorts
+        var bits = 4
+        while (1 << bits) < capacity * 2 { bits += 1 }
+        slotBits = bits
+        slotMask = (1 << bits) - 1
+        slotKeys = .allocate(capacity: 1 << bits)
+        slotKeys.initialize(repeating: 0, count: 1 << bits)
+        slotEntry = .allocate(capacity: 1 << bits)
+        slotEntry.initialize(repeating: MACTable.none, count: 1 << bits)
+        keys = .allocate(capacity: capacity)
+        keys.initialize(repeating: 0, count: capacity)
+        ports = .allocate(capacity: capacity)
+        ports.initialize(repeating: 0, count: capacity)
+        flags = .allocate(capacity: capacity)
+        flags.initialize(repeating: 0, count: capacity)
+        lastSeen = .allocate(capacity: capacity)
+        lastSeen.initialize(repeating: 0, count: capacity)
+        lruStamp = .allocate(capacity: capacity)
+        lruStamp.initialize(repeating: 0, count: capacity)
+        prev = .allocate(capacity: capacity)
+        prev.initialize(repeating: MACTable.none, count: capacity)
+        next = .allocate(capacity: capacity)
+        // The free list threads through `next`.
+        for i in 0..<capacity { (next + i).initialize(to: i + 1 < capacity ? UInt32(i + 1) : MACTable.none) }
+        freeHead = 0
+        lruHead = .allocate(capacity: maxPorts)
+        lruHead.initialize(repeating: MACTable.none, count: maxPorts)
+        lruTail = .allocate(capacity: maxPorts)
+        lruTail.initialize(repeating: MACTable.none, count: maxPorts)
+        portLearned = .allocate(capacity: maxPorts)
+        portLearned.initialize(repeating: 0, count: maxPorts)
+    }
+
+    deinit {
+        slotKeys.deallocate(); slotEntry.deallocate()
+        keys.deallocate(); ports.deallocate(); flags.deallocate(); lastSeen.deallocate()
+        lruStamp.deallocate(); prev.deallocate(); next.deallocate()
+        lruHead.deallocate(); lruTail.deallocate(); portLearned.deallocate()
+    }
+
+    /// Bytes of memory per entry of capacity (index slots included), for capacity planning.
+    public var bytesPerEntry: Double {
+        let slab = capacity * (8 + 2 + 1 + 4 + 4 + 4 + 4)
+        let index = (1 << slotBits) * (8 + 4)
+        return Double(slab + index) / Double(capacity)
+    }
+
+    @inline(__always)
+    func home(_ key: UInt64) -> Int {
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - slotBits))
+    }
+
+    /// Slot of `key` in the index, or -1.
+    @inline(__always)
+    func slot(of key: UInt64) -> Int {
+        var s = home(key)
+        while true {
+            let k = slotKeys[s]
+            if k == key { return s }
+            if k == 0 { return -1 }
+            s = (s + 1) & slotMask
+        }
+    }
+
+    /// The port an address is on in a VLAN, or -1 when unknown. One hash probe in the common case.
+    @inlinable @inline(__always)
+    public func lookup(vlan: UInt16, mac: MACAddress) -> Int {
+        lookup(key: FDBKey(vlan: vlan, mac: mac).rawValue)
+    }
+
+    @usableFromInline @inline(__always)
+    func lookup(key: UInt64) -> Int {
+        let s = slot(of: key)
+        return s < 0 ? -1 : Int(ports[Int(slotEntry[s])])
+    }
+
+    /// Learns that `mac` in `vlan` was seen on `port` at `now` (milliseconds).
+    @discardableResult @inline(__always)
+    public func learn(vlan: UInt16, mac: MACAddress, port: UInt16, now: UInt32) -> LearnResult {
+        let key = FDBKey(vlan: vlan, mac: mac).rawValue
+        let s = slot(of: key)
+        if s >= 0 {
+            let e = Int(slotEntry[s])
+            if flags[e] & MACTable.flagStatic != 0 {
+                return ports[e] == port ? .refreshed : .staticConflict
+            }
+            let old = ports[e]
+            lastSeen[e] = now
+            if old == port {
+                let second = now / 1000
+                if lruStamp[e] != second {
+                    lruStamp[e] = second
+                    lruUnlink(e, port: Int(old))
+                    lruAppend(e, port: Int(old))
+                }
+                return .refreshed
+            }
+            lruUnlink(e, port: Int(old))
+            portLearned[Int(old)] -= 1
+            ports[e] = port
+            lruStamp[e] = now / 1000
+            lruAppend(e, port: Int(port))
+            portLearned[Int(port)] += 1
+            moves &+= 1
+            return .moved(from: old)
+        }
+        if count >= capacity && !evictOne() { return .staticConflict }
+        let e = allocateEntry(key: key)
+        ports[e] = port
+        flags[e] = 0
+        lastSeen[e] = now
+        lruStamp[e] = now / 1000
+        lruAppend(e, port: Int(port))
+        portLearned[Int(port)] += 1
+        learnedCount += 1
+        return .learned
+    }
+
+    /// Adds or replaces a static entry. Fails only when the table is full of static entries.
+    @discardableResult
+    public func addStatic(vlan: UInt16, mac: MACAddress, port: UInt16) -> Bool {
+        let key = FDBKey(vlan: vlan, mac: mac).rawValue
+        let s = slot(of: key)
+        if s >= 0 {
+            let e = Int(slotEntry[s])
+            if flags[e] & MACTable.flagStatic == 0 {
+                lruUnlink(e, port: Int(ports[e]))
+                portLearned[Int(ports[e])] -= 1
+                learnedCount -= 1
+            }
+            ports[e] = port
+            flags[e] = MACTable.flagStatic
+            return true
+        }
+        if count >= capacity && !evictOne() { return false }
+        let e = allocateEntry(key: key)
+        ports[e] = port
+        flags[e] = MACTable.flagStatic
+        lastSeen[e] = 0
+        return true
+    }
+
+    /// Removes an entry (static or learned); false when there was none.
+    @discardableResult
+    public func remove(vlan: UInt16, mac: MACAddress) -> Bool {
+        let s = slot(of: FDBKey(vlan: vlan, mac: mac).rawValue)
+        guard s >= 0 else { return false }
+        removeEntry(Int(slotEntry[s]), slot: s)
+        return true
+    }
+
+    /// Removes every entry on `port`, static ones too when `includingStatic`.
+    public func flush(port: UInt16, includingStatic: Bool = true) {
+        var e = lruHead[Int(port)]
+        while e != MACTable.none {
+            let n = next[Int(e)]
+            removeEntry(Int(e), slot: slot(of: keys[Int(e)]))
+            e = n
+        }
+        if includingStatic {
+            var s = 0
+            while s <= slotMask {
+                let e = Int(slotEntry[s])
+                if slotKeys[s] != 0 && ports[e] == port {
+                    removeEntry(e, slot: s)
+                    continue // the slot now holds a shifted entry: look at it again
+                }
+                s += 1
+            }
+        }
+    }
+
+    /// Removes every learned entry (static ones stay).
+    public func flushLearned() {
+        for p in 0..<maxPorts where lruHead[p] != MACTable.none { flush(port: UInt16(p), includingStatic: false) }
+    }
+
+    /// Removes learned entries not seen for more than `ageing` milliseconds; returns how many.
+    @discardableResult
+    public func age(now: UInt32, ageing: UInt32) -> Int {
+        var removed = 0
+        for p in 0..<maxPorts {
+            var e = lruHead[p]
+            while e != MACTable.none {
+                let n = next[Int(e)]
+                let age = now &- lastSeen[Int(e)]
+                // Entries are only approximately ordered (refreshed once a second), so allow one
+                // second of slack before concluding the rest of the list is younger.
+                if age > ageing {
+                    removeEntry(Int(e), slot: slot(of: keys[Int(e)]))
+                    removed += 1
+                } else if age + 1000 < ageing {
+                    break
+                }
+                e = n
+            }
+        }
+        return removed
+    }
+
+    /// Learned entries held by `port`.
+    public func learnedCount(port: UInt16) -> Int { Int(portLearned[Int(port)]) }
+
+    /// Every entry, for `fdb` listings (allocates: control path only).
+    public func entries(now: UInt32) -> [FDBEntry] {
+        var out: [FDBEntry] = []
+        out.reserveCapacity(count)
+        for s in 0...slotMask where slotKeys[s] != 0 {
+            let e = Int(slotEntry[s])
+            let k = FDBKey(rawValue: keys[e])
+            let st = flags[e] & MACTable.flagStatic != 0
+            out.append(FDBEntry(vlan: k.vlan, mac: k.mac, port: ports[e], isStatic: st,
+                                ageMilliseconds: st ? 0 : now &- lastSeen[e]))
+        }
+        return out
+    }
+
+    // MARK: internals
+
+    @inline(__always)
+    func allocateEntry(key: UInt64) -> Int {
+        let e = Int(freeHead)
+        freeHead = next[e]
+        keys[e] = key
+        prev[e] = MACTable.none
+        next[e] = MACTable.none
+        var s = home(key)
+        while slotKeys[s] != 0 { s = (s + 1) & slotMask }
+        slotKeys[s] = key
+        slotEntry[s] = UInt32(e)
+        count += 1
+        return e
+    }
+
+    func removeEntry(_ e: Int, slot s: Int) {
+        if flags[e] & MACTable.flagStatic == 0 {
+            lruUnlink(e, port: Int(ports[e]))
+            portLearned[Int(ports[e])] -= 1
+            learnedCount -= 1
+        }
+        flags[e] = 0
+        next[e] = freeHead
+        freeHead = UInt32(e)
+        count -= 1
+        // Backward-shift deletion keeps every probe chain unbroken without tombstones.
+        var hole = s
+        var j = s
+        while true {
+            j = (j + 1) & slotMask
+            let k = slotKeys[j]
+            if k == 0 { break }
+            let h = home(k)
+            // Move j into the hole unless its home lies cyclically in (hole, j].
+            let inRange = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j)
+            if !inRange {
+                slotKeys[hole] = k
+                slotEntry[hole] = slotEntry[j]
+                hole = j
+            }
+        }
+        slotKeys[hole] = 0
+        slotEntry[hole] = MACTable.none
+    }
+
+    /// Fair eviction: the least recently used entry of the port with the most learned entries.
+    func evictOne() -> Bool {
+        var victimPort = -1
+        var most: Int32 = 0
+        for p in 0..<maxPorts where portLearned[p] > most {
+            most = portLearned[p]
+            victimPort = p
+        }
+        guard victimPort >= 0 else { return false }
+        let e = Int(lruHead[victimPort])
+        removeEntry(e, slot: slot(of: keys[e]))
+        evictions &+= 1
+        return true
+    }
+
+    @inline(__always)
+    func lruUnlink(_ e: Int, port: Int) {
+        let p = prev[e], n = next[e]
+        if p == MACTable.none { lruHead[port] = n } else { next[Int(p)] = n }
+        if n == MACTable.none { lruTail[port] = p } else { prev[Int(n)] = p }
+        prev[e] = MACTable.none
+        next[e] = MACTable.none
+    }
+
+    @inline(__always)
+    func lruAppend(_ e: Int, port: Int) {
+        let t = lruTail[port]
+        prev[e] = t
+        next[e] = MACTable.none
+        if t == MACTable.none { lruHead[port] = UInt32(e) } else { next[Int(t)] = UInt32(e) }
+        lruTail[port] = UInt32(e)
+    }
+}
