@@ -155,9 +155,9 @@ public struct EgressEntry: Equatable, Sendable {
 }
 
 /// What every port backend provides to the forwarding engine. Ports are concrete final classes;
-/// the engine is generic over them (or over an enum of them), so there is no existential and no
-/// dynamic dispatch per frame.
-public protocol FramePort: AnyObject {
+/// the engine is generic over one of them or over an enum of them (the daemon's `SwitchPort`), so
+/// there is no existential and no dynamic dispatch per frame.
+public protocol FramePort {
     /// Fills `batch` (from index 0) with up to `batch.capacity` received frames; returns how many.
     /// Frames stay valid until `releaseReceived()`.
     func receive(into batch: PacketBatch) -> Int
