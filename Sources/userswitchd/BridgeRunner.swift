@@ -1,0 +1,214 @@
+// BridgeRunner: one bridge's dataplane thread.
+//
+// The thread owns the bridge's BridgeEngine outright: the FDB, the port backends and every
+// counter are touched by this thread only, so the per-frame path needs no lock. The control plane
+// reaches the engine by posting jobs to the runner's mailbox; the thread runs them between
+// batches, which is what makes a configuration change atomic for the dataplane (a frame is
+// forwarded wholly under the old configuration or wholly under the new one).
+//
+// The loop: run posted jobs (one atomic load when there are none), receive a batch from every up
+// port and forward it, and once a second age the FDB and check that each port's interface is still
+// the one it was bound to. When no port had anything for a short while, the thread stops spinning
+// and sleeps in poll() on the ports' descriptors and the mailbox's eventfd.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Logging
+import SwitchControl
+import SwitchCore
+import SwitchIO
+import Synchronization
+
+final class BridgeRunner: @unchecked Sendable {
+    typealias Engine = BridgeEngine<SwitchPort>
+    typealias Job = @Sendable (BridgeRunner) -> Void
+
+    let name: String
+    let logger: Logger
+    /// Touched only on the runner thread (or before it starts / after it stopped).
+    let engine: Engine
+    /// Port index -> how the port was asked for; runner thread only.
+    var portTypes: [Int: PortType] = [:]
+
+    private let jobs = Mutex<[Job]>([])
+    private let pendingJobs = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+    private let wakeFD: Int32
+    private var thread: pthread_t?
+    private var pollSet: [pollfd] = []
+    private var pollPorts: [Int] = []
+    private var pollSetStale = true
+
+    /// How long the loop keeps spinning after the last frame before it sleeps in poll().
+    static let spinNanoseconds: UInt64 = 50_000
+
+    init(name: String, settings: BridgeSettings, logger: Logger) {
+        self.name = name
+        self.logger = logger
+        engine = Engine(settings: settings)
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+    }
+
+    deinit { Glibc.close(wakeFD) }
+
+    func start() {
+        let unmanaged = Unmanaged.passRetained(self)
+        var t = pthread_t()
+        let rc = pthread_create(&t, nil, { arg in
+            let runner = Unmanaged<BridgeRunner>.fromOpaque(arg!).takeRetainedValue()
+            runner.run()
+            return nil
+        }, unmanaged.toOpaque())
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        thread = t
+    }
+
+    /// Stops the thread, then closes every port backend (rings unmapped, TAP devices removed).
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        wake()
+        if let t = thread { pthread_join(t, nil) }
+        thread = nil
+        for i in engine.portIndices {
+            if let d = try? engine.removePort(i) { d.close() }
+        }
+    }
+
+    /// Runs `job` on the runner thread, soon.
+    func async(_ job: @escaping Job) {
+        jobs.withLock { $0.append(job) }
+        pendingJobs.add(1, ordering: .releasing)
+        wake()
+    }
+
+    /// Runs `body` on the runner thread and returns its result.
+    func sync<T>(_ body: @escaping (BridgeRunner) -> T) -> T {
+        final class Box: @unchecked Sendable { var value: T?; let done = DispatchSemaphore(value: 0) }
+        let box = Box()
+        nonisolated(unsafe) let body = body
+        async { runner in
+            box.value = body(runner)
+            box.done.signal()
+        }
+        box.done.wait()
+        return box.value!
+    }
+
+    private func wake() {
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)
+    }
+
+    private func runJobs() {
+        let taken = jobs.withLock { j -> [Job] in
+            let t = j
+            j.removeAll(keepingCapacity: true)
+            return t
+        }
+        pendingJobs.subtract(taken.count, ordering: .relaxed)
+        for job in taken { job(self) }
+        pollSetStale = true
+    }
+
+    private func run() {
+        var lastHousekeeping = Clock.milliseconds()
+        var lastTraffic = Clock.nanoseconds()
+        while !stopping.load(ordering: .acquiring) {
+            if pendingJobs.load(ordering: .acquiring) > 0 { runJobs() }
+            let now = Clock.milliseconds()
+            let n = engine.pollAll(now: now)
+            if now &- lastHousekeeping >= 1000 {
+                lastHousekeeping = now
+                engine.age(now: now)
+                checkPorts()
+            }
+            if n > 0 {
+                lastTraffic = Clock.nanoseconds()
+                continue
+            }
+            if Clock.nanoseconds() &- lastTraffic < BridgeRunner.spinNanoseconds { continue }
+            sleepUntilReadable()
+            lastTraffic = Clock.nanoseconds()
+        }
+    }
+
+    private func sleepUntilReadable() {
+        if pollSetStale { rebuildPollSet() }
+        let rc = poll(&pollSet, nfds_t(pollSet.count), 1000)
+        guard rc > 0 else { return }
+        if pollSet[0].revents != 0 {
+            var v: UInt64 = 0
+            _ = Glibc.read(wakeFD, &v, 8)
+        }
+        for k in 1..<pollSet.count where pollSet[k].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
+            // The kernel reports an interface that went away as a socket error.
+            let i = pollPorts[k - 1]
+            if engine.devices[i]?.isDead ?? false || portTypes[i] == .system {
+                portLost(i, reason: "socket error")
+            }
+        }
+    }
+
+    private func rebuildPollSet() {
+        pollSet = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+        pollPorts = []
+        for i in engine.portIndices {
+            guard let d = engine.devices[i] else { continue }
+            pollSet.append(pollfd(fd: d.pollDescriptor, events: Int16(POLLIN), revents: 0))
+            pollPorts.append(i)
+        }
+        pollSetStale = false
+    }
+
+    // MARK: ports whose interface comes and goes (runner thread)
+
+    /// Once a second, and whenever netlink reports a link change: a port whose interface vanished
+    /// goes down; a down port whose interface is back re-attaches.
+    func checkPorts() {
+        for i in engine.portIndices where portTypes[i] == .system {
+            guard let name = engine.portNames[i] else { continue }
+            let current = Int32(bitPattern: if_nametoindex(name))
+            if let d = engine.devices[i] {
+                if d.isDead || current != d.ifIndex { portLost(i, reason: "interface \(name) is gone") }
+            }
+            if engine.devices[i] == nil && current != 0 {
+                do {
+                    let p = try PacketSocketPort(interface: name)
+                    engine.setDevice(i, .packet(p))
+                    pollSetStale = true
+                    logger.notice("port \(name) re-attached", metadata: ["bridge": "\(self.name)"])
+                } catch {
+                    logger.debug("port \(name) not re-attached yet: \(error)", metadata: ["bridge": "\(self.name)"])
+                }
+            }
+        }
+    }
+
+    func portLost(_ i: Int, reason: String) {
+        guard let old = engine.setDevice(i, nil) else { return }
+        engine.countDrop(.truncated, old.truncatedFrames)
+        old.close()
+        pollSetStale = true
+        logger.warning("port \(engine.portNames[i] ?? "?") down: \(reason); it re-attaches when the interface returns",
+                       metadata: ["bridge": "\(name)"])
+    }
+}
+
+enum Clock {
+    /// Coarse monotonic milliseconds (wraps after 49 days; the FDB uses wrapping arithmetic).
+    @inline(__always)
+    static func milliseconds() -> UInt32 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+        return UInt32(truncatingIfNeeded: Int(ts.tv_sec) &* 1000 &+ Int(ts.tv_nsec) / 1_000_000)
+    }
+
+    @inline(__always)
+    static func nanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+}

@@ -1,0 +1,260 @@
+// Daemon: the control plane of userswitchd.
+//
+// It owns the set of bridges (each a BridgeRunner with its own dataplane thread), validates every
+// control command completely before changing anything, and carries changes to a bridge's
+// dataplane as jobs that run between batches. Commands are serialised by one lock: the control
+// socket serves one client at a time anyway, and the netlink watcher takes the same lock.
+//
+// Opening a port's backend (AF_PACKET socket and rings, or a TAP device) happens here, on the
+// control thread, before the port is handed to its runner, so a failure leaves the bridge as it was.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import SwitchControl
+import SwitchCore
+import SwitchIO
+
+final class Daemon: ControlHandler, @unchecked Sendable {
+    let logger: Logger
+    private let lock = NSLock()
+    private var bridges: [String: BridgeRunner] = [:]
+
+    init(logger: Logger) { self.logger = logger }
+
+    func handle(_ request: ControlRequest) -> ControlResponse {
+        lock.lock()
+        defer { lock.unlock() }
+        do {
+            let r = try execute(request.command)
+            return .success(r)
+        } catch let e as CommandError {
+            logger.debug("command refused: \(e.message)")
+            return .failure(e.message)
+        } catch {
+            return .failure("\(error)")
+        }
+    }
+
+    /// Stops every bridge: dataplane threads joined, rings unmapped, TAP devices removed.
+    func shutdown() {
+        lock.lock()
+        defer { lock.unlock() }
+        for (_, r) in bridges { r.stop() }
+        bridges.removeAll()
+    }
+
+    /// A link appeared or vanished: let the bridges that have a port of that name look now rather
+    /// than at their next once-a-second check.
+    func linkChanged(name: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        for (_, r) in bridges {
+            r.async { runner in
+                if runner.engine.portIndex(named: name) != nil { runner.checkPorts() }
+            }
+        }
+    }
+
+    struct CommandError: Error { let message: String; init(_ m: String) { message = m } }
+
+    private func runner(_ name: String) throws -> BridgeRunner {
+        guard let r = bridges[name] else { throw CommandError("no such bridge '\(name)'") }
+        return r
+    }
+
+    static func validBridgeName(_ n: String) -> Bool {
+        !n.isEmpty && n.utf8.count <= 15 && n.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+    }
+
+    static func validInterfaceName(_ n: String) -> Bool {
+        !n.isEmpty && n.utf8.count <= 15 && n != "." && n != ".."
+            && n.allSatisfy { $0.isASCII && !$0.isWhitespace && $0 != "/" && $0 != ":" }
+    }
+
+    /// The bridge that has a port of this name, if any.
+    private func bridgeHolding(port: String) -> String? {
+        for (b, r) in bridges where r.sync({ $0.engine.portIndex(named: port) != nil }) { return b }
+        return nil
+    }
+
+    private func execute(_ command: ControlCommand) throws -> ControlResult {
+        switch command {
+        case .addBridge(let name, let ageing, let capacity):
+            guard Daemon.validBridgeName(name) else {
+                throw CommandError("invalid bridge name '\(name)': use 1-15 letters, digits, '-' or '_'")
+            }
+            guard bridges[name] == nil else { throw CommandError("bridge '\(name)' already exists") }
+            var settings = BridgeSettings()
+            if let a = ageing {
+                guard (1...1_000_000).contains(a) else { throw CommandError("invalid ageing time \(a): expected 1 to 1000000 seconds") }
+                settings.ageingMilliseconds = a * 1000
+            }
+            if let c = capacity {
+                guard (1...(1 << 24)).contains(c) else { throw CommandError("invalid FDB capacity \(c): expected 1 to 16777216 entries") }
+                settings.fdbCapacity = c
+            }
+            let r = BridgeRunner(name: name, settings: settings, logger: logger)
+            r.start()
+            bridges[name] = r
+            logger.info("bridge \(name) added")
+            return .done
+
+        case .delBridge(let name):
+            let r = try runner(name)
+            bridges[name] = nil
+            r.stop()
+            logger.info("bridge \(name) deleted")
+            return .done
+
+        case .addPort(let bridge, let port, let type, let vlan):
+            let r = try runner(bridge)
+            guard Daemon.validInterfaceName(port) else { throw CommandError("invalid interface name '\(port)'") }
+            try validate(vlan)
+            if let b = bridgeHolding(port: port) { throw CommandError("port '\(port)' is already on bridge '\(b)'") }
+            let device: SwitchPort
+            switch type {
+            case .system:
+                guard if_nametoindex(port) != 0 else { throw CommandError("no such network interface '\(port)'") }
+                do { device = .packet(try PacketSocketPort(interface: port)) } catch {
+                    throw CommandError("cannot attach '\(port)': \(error)")
+                }
+            case .tap:
+                guard if_nametoindex(port) == 0 else {
+                    throw CommandError("cannot create TAP device '\(port)': an interface of that name exists")
+                }
+                do { device = .tap(try TapPort(name: port)) } catch {
+                    throw CommandError("cannot create TAP device '\(port)': \(error)")
+                }
+            }
+            let result: Result<Int, BridgeError> = r.sync { runner in
+                do throws(BridgeError) {
+                    let i = try runner.engine.addPort(name: port, mode: vlan, device: device)
+                    runner.portTypes[i] = type
+                    return .success(i)
+                } catch { return .failure(error) }
+            }
+            if case .failure(let e) = result {
+                device.close()
+                throw CommandError("cannot add port '\(port)' to '\(bridge)': \(e)")
+            }
+            logger.info("port \(port) added to \(bridge) (\(type.rawValue), \(vlan.summary))")
+            return .done
+
+        case .delPort(let bridge, let port):
+            let r = try runner(bridge)
+            let removed: Bool = r.sync { runner in
+                guard let i = runner.engine.portIndex(named: port) else { return false }
+                let d = try? runner.engine.removePort(i)
+                runner.portTypes[i] = nil
+                if let d = d ?? nil {
+                    runner.engine.countDrop(.truncated, d.truncatedFrames)
+                    d.close()
+                }
+                return true
+            }
+            guard removed else { throw CommandError("bridge '\(bridge)' has no port '\(port)'") }
+            logger.info("port \(port) removed from \(bridge)")
+            return .done
+
+        case .show:
+            return .show(bridges.keys.sorted().map { name in
+                bridges[name]!.sync { runner -> BridgeInfo in
+                    let e = runner.engine
+                    let ports = e.portIndices.map { i in
+                        PortInfo(name: e.portNames[i]!, number: i + 1, type: runner.portTypes[i] ?? .system,
+                                 vlan: e.portModes[i]!, state: e.isUp(i) ? "up" : "down")
+                    }
+                    return BridgeInfo(name: name, ageingSeconds: e.settings.ageingMilliseconds / 1000,
+                                      fdbCapacity: e.settings.fdbCapacity, ports: ports)
+                }
+            })
+
+        case .fdb(let bridge):
+            let r = try runner(bridge)
+            let now = Clock.milliseconds()
+            return .fdb(r.sync { runner in
+                let e = runner.engine
+                return e.fdb.entries(now: now)
+                    .sorted { ($0.port, $0.vlan, $0.mac) < ($1.port, $1.vlan, $1.mac) }
+                    .map { x in
+                        FDBEntryInfo(port: e.portNames[Int(x.port)] ?? "?", portNumber: Int(x.port) + 1, vlan: x.vlan,
+                                     mac: x.mac, isStatic: x.isStatic, ageSeconds: Double(x.ageMilliseconds) / 1000)
+                    }
+            })
+
+        case .fdbAdd(let bridge, let mac, let vlan, let port):
+            let r = try runner(bridge)
+            guard VLANID.valid.contains(vlan) else { throw CommandError("invalid VLAN \(vlan): expected 1 to 4094") }
+            guard !mac.isMulticast, !mac.isZero else {
+                throw CommandError("invalid static address \(mac): must be a unicast, non-zero MAC")
+            }
+            let err: String? = r.sync { runner in
+                let e = runner.engine
+                guard let i = e.portIndex(named: port) else { return "bridge '\(bridge)' has no port '\(port)'" }
+                guard e.portModes[i]!.members.contains(vlan) else { return "port '\(port)' is not a member of VLAN \(vlan)" }
+                return e.fdb.addStatic(vlan: vlan, mac: mac, port: UInt16(i)) ? nil : "forwarding database of '\(bridge)' is full"
+            }
+            if let err { throw CommandError(err) }
+            return .done
+
+        case .fdbDel(let bridge, let mac, let vlan):
+            let r = try runner(bridge)
+            let ok = r.sync { $0.engine.fdb.remove(vlan: vlan, mac: mac) }
+            guard ok else { throw CommandError("bridge '\(bridge)' has no FDB entry for \(mac) in VLAN \(vlan)") }
+            return .done
+
+        case .setAgeing(let bridge, let seconds):
+            let r = try runner(bridge)
+            guard (1...1_000_000).contains(seconds) else {
+                throw CommandError("invalid ageing time \(seconds): expected 1 to 1000000 seconds")
+            }
+            r.sync { $0.engine.setAgeing(milliseconds: seconds * 1000) }
+            return .done
+
+        case .stats(let bridge, let port):
+            var names = bridges.keys.sorted()
+            if let b = bridge {
+                _ = try runner(b)
+                names = [b]
+            }
+            var out: [BridgeStats] = names.map { name in
+                bridges[name]!.sync { runner -> BridgeStats in
+                    let e = runner.engine
+                    var drops = e.dropCounters
+                    var ports: [PortStats] = []
+                    for i in e.portIndices {
+                        let c = e.portCounters(i)
+                        drops[.truncated] &+= e.devices[i]?.truncatedFrames ?? 0
+                        ports.append(PortStats(name: e.portNames[i]!, state: e.isUp(i) ? "up" : "down",
+                                               rxFrames: c.rxFrames, rxBytes: c.rxBytes, txFrames: c.txFrames,
+                                               txBytes: c.txBytes, downEvents: c.downEvents))
+                    }
+                    return BridgeStats(name: name, ports: ports, drops: drops.byName, fdbEntries: e.fdb.count)
+                }
+            }
+            if let p = port {
+                out = out.compactMap { b in
+                    let ps = b.ports.filter { $0.name == p }
+                    return ps.isEmpty ? nil : BridgeStats(name: b.name, ports: ps, drops: b.drops, fdbEntries: b.fdbEntries)
+                }
+                guard !out.isEmpty else { throw CommandError("no port '\(p)' on \(bridge.map { "bridge '\($0)'" } ?? "any bridge")") }
+            }
+            return .stats(out)
+        }
+    }
+
+    private func validate(_ mode: VLANMode) throws {
+        switch mode {
+        case .access(let v):
+            guard VLANID.valid.contains(v) else { throw CommandError("invalid VLAN \(v): expected 1 to 4094") }
+        case .trunk(let allowed, let native):
+            guard !allowed.isEmpty else { throw CommandError("a trunk needs at least one VLAN in trunks=") }
+            for v in allowed + (native.map { [$0] } ?? []) where !VLANID.valid.contains(v) {
+                throw CommandError("invalid VLAN \(v): expected 1 to 4094")
+            }
+        }
+    }
+}
