@@ -306,13 +306,18 @@ public final class BridgeEngine<Port: FramePort> {
     }
 
     func forward(from p: Int, count n: Int) {
-        let frames = batch.frames, vlans = batch.vlan, pcps = batch.pcp
+        let frames = batch.frames, vlans = batch.vlan, pcps = batch.pcp, tags = batch.tagLength
         let stride = settings.batchSize
         for i in 0..<n {
             let vlan = vlans[i]
             if vlan == 0 { continue }
             let dst = MACAddress(loadingFrom: frames[i])
-            let tciBase = UInt16(pcps[i]) << 13 | vlan
+            // The tag a trunk egress gets: the frame's VLAN with its PCP, and its DEI (drop
+            // eligible) bit when it arrived tagged, which an 802.1Q bridge relays unchanged.
+            var tciBase = UInt16(pcps[i]) << 13 | vlan
+            if tags[i] != 0 {
+                tciBase |= UInt16(bigEndian: frames[i].loadUnaligned(fromByteOffset: 14, as: UInt16.self)) & 0x1000
+            }
             if !dst.isMulticast {
                 let q = fdb.lookup(vlan: vlan, mac: dst)
                 if q >= 0 {

@@ -280,7 +280,9 @@ public final class MACTable {
                 if age > ageing {
                     removeEntry(Int(e), slot: slot(of: keys[Int(e)]))
                     removed += 1
-                } else if age + 1000 < ageing {
+                } else if ageing > 1000 && age < ageing - 1000 {
+                    // (Written as a subtraction: `age + 1000` would overflow for ageing times near
+                    // UInt32.max.)
                     break
                 }
                 e = n

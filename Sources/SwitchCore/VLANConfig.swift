@@ -9,8 +9,10 @@ public enum VLANID {
     public static let valid: ClosedRange<UInt16> = 1...4094
     public static let `default`: UInt16 = 1
 
+    /// Decimal digits only: `UInt16.init` alone would also take `+5`.
     public static func parse(_ s: some StringProtocol) -> UInt16? {
-        guard let v = UInt16(s), valid.contains(v) else { return nil }
+        guard !s.isEmpty, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              let v = UInt16(s), valid.contains(v) else { return nil }
         return v
     }
 }

@@ -1,1 +1,2 @@
-print("userswitchctl: not yet")
+// userswitchctl: the command-line tool of userswitch. See Commands.swift; docs/usage.md.
+UserSwitchCtl.main()

@@ -85,8 +85,7 @@ final class BridgeRunner: @unchecked Sendable {
 
     /// Runs `body` on the runner thread and returns its result.
     func sync<T>(_ body: @escaping (BridgeRunner) -> T) -> T {
-        final class Box: @unchecked Sendable { var value: T?; let done = DispatchSemaphore(value: 0) }
-        let box = Box()
+        let box = SyncBox<T>()
         nonisolated(unsafe) let body = body
         async { runner in
             box.value = body(runner)
@@ -194,6 +193,12 @@ final class BridgeRunner: @unchecked Sendable {
         logger.warning("port \(engine.portNames[i] ?? "?") down: \(reason); it re-attaches when the interface returns",
                        metadata: ["bridge": "\(name)"])
     }
+}
+
+/// Carries a job's result back to the thread waiting in `BridgeRunner.sync`.
+private final class SyncBox<T>: @unchecked Sendable {
+    var value: T?
+    let done = DispatchSemaphore(value: 0)
 }
 
 enum Clock {

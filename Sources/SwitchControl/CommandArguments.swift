@@ -1,0 +1,144 @@
+// The words of userswitchctl commands that argument-parser does not understand by itself:
+// `key=value` port options (`tag=10 trunks=10,20 native=5 type=tap`), the Xen bridge spec
+// (`xenbr0.10:20:30`) in place of the bridge name, and `vlan=N` of the FDB commands.
+//
+// They live here rather than in the executable so that every accepted form and every error is
+// unit tested. Every error is found before anything is sent: a wrong command changes nothing.
+// The forms follow Open vSwitch's `ovs-vsctl add-port br0 p1 tag=10` and Xen's vif `bridge=` key.
+
+import SwitchCore
+
+/// A command line that cannot be turned into a request; `message` says exactly what is wrong.
+public struct CommandLineError: Error, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The bridge, type and VLAN mode of an `add-port`.
+public struct PortArguments: Equatable, Sendable {
+    public var bridge: String
+    public var type: PortType
+    public var vlan: VLANMode
+
+    public init(bridge: String, type: PortType, vlan: VLANMode) {
+        self.bridge = bridge
+        self.type = type
+        self.vlan = vlan
+    }
+
+    public static let keys = ["tag", "trunks", "native", "type"]
+
+    /// Parses `add-port BRIDGE-OR-SPEC IFACE [WORDS...]`' first and last parts. `bridgeOrSpec` is a
+    /// bridge name or a Xen spec `BRIDGE[.VLAN][:TRUNK[:TRUNK...]]`; `words` are `key=value`
+    /// options (`tag=N`, `trunks=A,B-C`, `native=N`, `type=tap|system`), each at most once.
+    /// A spec with VLAN parts and VLAN keys together is an error (which one should win?).
+    public static func parse(bridge bridgeOrSpec: String, words: [String]) throws(CommandLineError) -> PortArguments {
+        let spec: BridgeSpec
+        do {
+            spec = try BridgeSpec.parse(bridgeOrSpec)
+        } catch {
+            throw CommandLineError(error.description)
+        }
+        let options = try KeyValueWords.parse(words, allowed: keys, what: "port option")
+        var type = PortType.system
+        if let t = options["type"] {
+            guard let parsed = PortType(rawValue: t) else {
+                throw CommandLineError("invalid port type '\(t)': expected tap or system")
+            }
+            type = parsed
+        }
+        let specHasVLAN = spec.vlan != nil || !spec.trunks.isEmpty
+        let keysHaveVLAN = options["tag"] != nil || options["trunks"] != nil || options["native"] != nil
+        if specHasVLAN && keysHaveVLAN {
+            throw CommandLineError(
+                "the bridge spec '\(bridgeOrSpec)' already sets the VLANs; do not combine it with tag=, trunks= or native=")
+        }
+        let vlan: VLANMode
+        if specHasVLAN {
+            vlan = spec.mode
+        } else {
+            do {
+                vlan = try VLANMode.from(tag: options["tag"], trunks: options["trunks"], native: options["native"])
+            } catch {
+                throw CommandLineError(error.description)
+            }
+        }
+        return PortArguments(bridge: spec.bridge, type: type, vlan: vlan)
+    }
+}
+
+/// `key=value` words, each key at most once, only from an allowed set.
+public enum KeyValueWords {
+    public static func parse(_ words: [String], allowed: [String], what: String) throws(CommandLineError) -> [String: String] {
+        var out: [String: String] = [:]
+        let expected = allowed.map { $0 + "=" }.joined(separator: ", ")
+        for word in words {
+            guard let eq = word.firstIndex(of: "="), eq != word.startIndex else {
+                throw CommandLineError("unexpected argument '\(word)': expected \(what)s of the form key=value (\(expected))")
+            }
+            let key = String(word[..<eq])
+            let value = String(word[word.index(after: eq)...])
+            guard allowed.contains(key) else {
+                throw CommandLineError("unknown \(what) '\(key)' in '\(word)': expected one of \(expected)")
+            }
+            guard out[key] == nil else {
+                throw CommandLineError("\(what) '\(key)=' given more than once")
+            }
+            guard !value.isEmpty else {
+                throw CommandLineError("\(what) '\(key)=' needs a value")
+            }
+            out[key] = value
+        }
+        return out
+    }
+}
+
+/// Turns command-line words into `ControlCommand`s for the commands with free-form words.
+public enum CommandArguments {
+    /// `add-port BRIDGE-OR-SPEC IFACE [key=value...]`.
+    public static func addPort(bridge: String, port: String, words: [String]) throws(CommandLineError) -> ControlCommand {
+        try checkInterfaceName(port)
+        let p = try PortArguments.parse(bridge: bridge, words: words)
+        return .addPort(bridge: p.bridge, port: port, type: p.type, vlan: p.vlan)
+    }
+
+    /// `fdb-add BRIDGE MAC PORT [vlan=N]`; the VLAN defaults to 1.
+    public static func fdbAdd(bridge: String, mac: String, port: String, words: [String]) throws(CommandLineError) -> ControlCommand {
+        let address = try parseMAC(mac)
+        let vlan = try parseVLANOption(words)
+        return .fdbAdd(bridge: bridge, mac: address, vlan: vlan, port: port)
+    }
+
+    /// `fdb-del BRIDGE MAC [vlan=N]`; the VLAN defaults to 1.
+    public static func fdbDel(bridge: String, mac: String, words: [String]) throws(CommandLineError) -> ControlCommand {
+        let address = try parseMAC(mac)
+        let vlan = try parseVLANOption(words)
+        return .fdbDel(bridge: bridge, mac: address, vlan: vlan)
+    }
+
+    public static func parseMAC(_ text: String) throws(CommandLineError) -> MACAddress {
+        guard let mac = MACAddress(text) else {
+            throw CommandLineError("invalid MAC address '\(text)': expected six hex octets like 00:16:3e:12:34:56")
+        }
+        return mac
+    }
+
+    /// The optional `vlan=N` word of the FDB commands.
+    public static func parseVLANOption(_ words: [String]) throws(CommandLineError) -> UInt16 {
+        let options = try KeyValueWords.parse(words, allowed: ["vlan"], what: "option")
+        guard let text = options["vlan"] else { return VLANID.default }
+        guard let v = VLANID.parse(text) else { throw CommandLineError(VLANConfigError.badVLAN(text).description) }
+        return v
+    }
+
+    /// The kernel's rule for interface names (dev_valid_name): 1 to 15 bytes, not `.` or `..`,
+    /// no `/`, `:` or whitespace. Checked here so a typo fails before the daemon is asked.
+    public static func checkInterfaceName(_ name: String) throws(CommandLineError) {
+        let bytes = Array(name.utf8)
+        let bad = bytes.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7f }
+        guard !bytes.isEmpty, bytes.count <= 15, name != ".", name != "..", !bad else {
+            throw CommandLineError("invalid interface name '\(name)': 1 to 15 characters, no '/', ':' or whitespace")
+        }
+    }
+}
