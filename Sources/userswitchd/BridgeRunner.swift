@@ -14,6 +14,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinuxNet
 import Dispatch
 import Logging
 import SwitchControl
@@ -48,7 +49,7 @@ final class BridgeRunner: @unchecked Sendable {
         self.name = name
         self.logger = logger
         engine = Engine(settings: settings)
-        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        wakeFD = CLinuxNet_eventfd_nonblocking()
     }
 
     deinit { Glibc.close(wakeFD) }

@@ -7,5 +7,6 @@
 #include "packet_shim.h"
 #include "tap_shim.h"
 #include "netlink_shim.h"
+#include "event_shim.h"
 
 #endif
