@@ -57,6 +57,15 @@ public enum SwitchPort: FramePort {
         }
     }
 
+    /// Reads and clears the socket's pending error (an interface that went down or away);
+    /// afterwards `isDead` tells whether the interface is gone for good.
+    public func takeError() -> SystemError? {
+        switch self {
+        case .packet(let p): return p.checkError()
+        case .tap: return nil
+        }
+    }
+
     /// The kernel's index of the interface the port is bound to.
     public var ifIndex: Int32 {
         switch self {

@@ -143,10 +143,17 @@ final class BridgeRunner: @unchecked Sendable {
             _ = Glibc.read(wakeFD, &v, 8)
         }
         for k in 1..<pollSet.count where pollSet[k].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
-            // The kernel reports an interface that went away as a socket error.
+            // The kernel reports an interface that went away as a socket error, but also one that
+            // merely went down (ENETDOWN; the socket resumes when it comes back up). Reading the
+            // error clears it; only a port whose interface is really gone goes down.
             let i = pollPorts[k - 1]
-            if engine.devices[i]?.isDead ?? false || portTypes[i] == .system {
-                portLost(i, reason: "socket error")
+            guard let d = engine.devices[i] else { continue }
+            let error = d.takeError()
+            let current = Int32(bitPattern: if_nametoindex(engine.portNames[i] ?? ""))
+            if d.isDead || (portTypes[i] == .system && current != d.ifIndex) {
+                portLost(i, reason: error.map { "\($0)" } ?? "interface gone")
+            } else if let error {
+                logger.info("port \(engine.portNames[i] ?? "?"): \(error)", metadata: ["bridge": "\(name)"])
             }
         }
     }
