@@ -1,0 +1,401 @@
+// MACTable (the FDB): key layout, learning per VLAN, ageing, static entries, MAC moves, capacity
+// with fair eviction, flushes, and the hash index's backward-shift deletion checked against a
+// Dictionary model under seeded random operation sequences.
+
+import SwitchCore
+import XCTest
+
+final class MACTableTests: XCTestCase {
+    // MARK: key layout
+
+    func testFDBKeyIsOneMachineWordVLANAbove48BitMAC() {
+        XCTAssertEqual(MemoryLayout<FDBKey>.size, 8)
+        XCTAssertEqual(MemoryLayout<FDBKey>.stride, 8)
+        let mac = Frame.mac("00:16:3e:0a:b1:ff")
+        let k = FDBKey(vlan: 102, mac: mac)
+        XCTAssertEqual(k.rawValue, UInt64(102) << 48 | 0x0016_3E0A_B1FF)
+        XCTAssertEqual(k.vlan, 102)
+        XCTAssertEqual(k.mac, mac)
+        // The VLAN is 12 bits: nothing may spill into the top nibble or into the MAC.
+        let top = FDBKey(vlan: 4095, mac: .broadcast)
+        XCTAssertEqual(top.rawValue, 0x0FFF_FFFF_FFFF_FFFF)
+        XCTAssertEqual(FDBKey(vlan: 0xF00A, mac: .zero).vlan, 0x00A)
+        XCTAssertEqual(FDBKey(rawValue: k.rawValue), k)
+        XCTAssertNotEqual(FDBKey(vlan: 1, mac: mac), FDBKey(vlan: 2, mac: mac))
+    }
+
+    // MARK: learning and lookup
+
+    func testLearnLookupRefreshAndMove() {
+        let t = MACTable(capacity: 16, maxPorts: 4)
+        let a = Frame.host(1)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: a), -1)
+        XCTAssertEqual(t.learn(vlan: 1, mac: a, port: 2, now: 0), .learned)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: a), 2)
+        XCTAssertEqual(t.learn(vlan: 1, mac: a, port: 2, now: 10), .refreshed)
+        XCTAssertEqual(t.learn(vlan: 1, mac: a, port: 3, now: 20), .moved(from: 2))
+        XCTAssertEqual(t.lookup(vlan: 1, mac: a), 3)
+        XCTAssertEqual(t.moves, 1)
+        XCTAssertEqual(t.count, 1)
+        XCTAssertEqual(t.learnedCount, 1)
+        XCTAssertEqual(t.learnedCount(port: 2), 0)
+        XCTAssertEqual(t.learnedCount(port: 3), 1)
+        assertEntries(t.entries(now: 50), [(1, a, 3, false, 30)])
+    }
+
+    func testSameMACInTwoVLANsOnDifferentPorts() {
+        let t = MACTable(capacity: 16, maxPorts: 4)
+        let a = Frame.host(7)
+        XCTAssertEqual(t.learn(vlan: 10, mac: a, port: 0, now: 0), .learned)
+        XCTAssertEqual(t.learn(vlan: 20, mac: a, port: 1, now: 0), .learned)
+        XCTAssertEqual(t.lookup(vlan: 10, mac: a), 0)
+        XCTAssertEqual(t.lookup(vlan: 20, mac: a), 1)
+        XCTAssertEqual(t.lookup(vlan: 30, mac: a), -1)
+        XCTAssertEqual(t.moves, 0)
+        XCTAssertEqual(t.count, 2)
+        XCTAssertTrue(t.remove(vlan: 10, mac: a))
+        XCTAssertEqual(t.lookup(vlan: 10, mac: a), -1)
+        XCTAssertEqual(t.lookup(vlan: 20, mac: a), 1)
+        XCTAssertFalse(t.remove(vlan: 10, mac: a))
+    }
+
+    func assertEntries(_ got: [FDBEntry], _ expected: [(UInt16, MACAddress, UInt16, Bool, UInt32)],
+                       line: UInt = #line) {
+        XCTAssertEqual(got.count, expected.count, line: line)
+        for (g, e) in zip(got, expected) {
+            XCTAssertEqual(g.vlan, e.0, line: line)
+            XCTAssertEqual(g.mac, e.1, line: line)
+            XCTAssertEqual(g.port, e.2, line: line)
+            XCTAssertEqual(g.isStatic, e.3, line: line)
+            XCTAssertEqual(g.ageMilliseconds, e.4, line: line)
+        }
+    }
+
+    // MARK: static entries
+
+    func testStaticEntriesNeverAgeNorMove() {
+        let t = MACTable(capacity: 16, maxPorts: 4)
+        let a = Frame.host(1)
+        XCTAssertTrue(t.addStatic(vlan: 1, mac: a, port: 1))
+        XCTAssertEqual(t.learn(vlan: 1, mac: a, port: 2, now: 0), .staticConflict)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: a), 1)
+        XCTAssertEqual(t.learn(vlan: 1, mac: a, port: 1, now: 0), .refreshed)
+        XCTAssertEqual(t.moves, 0)
+        XCTAssertEqual(t.age(now: 4_000_000_000, ageing: 1000), 0)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: a), 1)
+        XCTAssertEqual(t.learnedCount, 0)
+        assertEntries(t.entries(now: 123), [(1, a, 1, true, 0)])
+        // flushLearned and a learned-only flush leave static entries alone.
+        t.flushLearned()
+        t.flush(port: 1, includingStatic: false)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: a), 1)
+        t.flush(port: 1, includingStatic: true)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: a), -1)
+        XCTAssertEqual(t.count, 0)
+    }
+
+    func testStaticReplacesALearnedEntry() {
+        let t = MACTable(capacity: 16, maxPorts: 4)
+        let a = Frame.host(1)
+        t.learn(vlan: 5, mac: a, port: 0, now: 0)
+        XCTAssertTrue(t.addStatic(vlan: 5, mac: a, port: 3))
+        XCTAssertEqual(t.lookup(vlan: 5, mac: a), 3)
+        XCTAssertEqual(t.learnedCount, 0)
+        XCTAssertEqual(t.learnedCount(port: 0), 0)
+        XCTAssertEqual(t.count, 1)
+        XCTAssertEqual(t.age(now: 1_000_000, ageing: 1000), 0)
+        XCTAssertEqual(t.lookup(vlan: 5, mac: a), 3)
+    }
+
+    // MARK: ageing
+
+    func testAgeingRemovesOnlyEntriesOlderThanTheAgeingTime() {
+        let t = MACTable(capacity: 16, maxPorts: 4)
+        let (a, b) = (Frame.host(1), Frame.host(2))
+        t.learn(vlan: 1, mac: a, port: 0, now: 0)
+        t.learn(vlan: 1, mac: b, port: 0, now: 0)
+        t.learn(vlan: 1, mac: b, port: 0, now: 200_000) // b refreshed
+        XCTAssertEqual(t.age(now: 300_000, ageing: 300_000), 0) // exactly the ageing time: kept
+        XCTAssertEqual(t.age(now: 300_001, ageing: 300_000), 1)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: a), -1)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: b), 0)
+        XCTAssertEqual(t.age(now: 500_001, ageing: 300_000), 1)
+        XCTAssertEqual(t.count, 0)
+        XCTAssertEqual(t.learnedCount(port: 0), 0)
+    }
+
+    func testAgeingSurvivesClockWrap() {
+        let t = MACTable(capacity: 16, maxPorts: 2)
+        let a = Frame.host(1)
+        t.learn(vlan: 1, mac: a, port: 0, now: UInt32.max - 1000)
+        XCTAssertEqual(t.age(now: 5000, ageing: 300_000), 0) // 6001 ms old across the wrap
+        XCTAssertEqual(t.age(now: 298_999, ageing: 300_000), 0) // exactly 300_000 ms old
+        XCTAssertEqual(t.age(now: 299_000, ageing: 300_000), 1)
+    }
+
+    func testHugeAgeingTimeDoesNotOverflow() {
+        let t = MACTable(capacity: 16, maxPorts: 2)
+        t.learn(vlan: 1, mac: Frame.host(1), port: 0, now: 0)
+        XCTAssertEqual(t.age(now: UInt32.max - 500, ageing: UInt32.max), 0)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: Frame.host(1)), 0)
+    }
+
+    /// Entries move to their port's LRU tail at most once a second; ageing walks from the head and
+    /// stops early. Whatever the order of learns, refreshes and moves, the entries it removes must
+    /// be exactly those not seen for longer than the ageing time.
+    func testAgeingMatchesAModelUnderRandomTraffic() {
+        // (hosts, max clock step in ms, steps between age() calls, ageing ms): sparse and dense traffic.
+        let shapes: [(Int, UInt32, Int, UInt32)] = [(200, 300, 97, 5000), (12, 60, 5, 2000), (40, 150, 3, 1500)]
+        for (shape, seed) in [(0, 1), (0, 42), (1, 2), (1, 3), (2, 4), (2, 5)] as [(Int, UInt64)] {
+            let (hosts, maxStep, every, ageing) = shapes[shape]
+            var rng = SeededRandom(seed: seed)
+            let t = MACTable(capacity: 256, maxPorts: 4)
+            let universe = (0..<hosts).map { Frame.host($0 + 1) }
+            var lastSeen: [MACAddress: UInt32] = [:]
+            var now: UInt32 = 1_000
+            for step in 0..<20_000 {
+                now &+= UInt32.random(in: 0...maxStep, using: &rng)
+                let m = universe[Int.random(in: 0..<universe.count, using: &rng)]
+                t.learn(vlan: 1, mac: m, port: UInt16.random(in: 0..<4, using: &rng), now: now)
+                lastSeen[m] = now
+                if step % every == 0 {
+                    let expired = lastSeen.filter { now &- $0.value > ageing }.map(\.key)
+                    XCTAssertEqual(t.age(now: now, ageing: ageing), expired.count, "seed \(seed) step \(step)")
+                    for m in expired { lastSeen[m] = nil }
+                    XCTAssertEqual(t.count, lastSeen.count)
+                    for m in universe {
+                        XCTAssertEqual(t.lookup(vlan: 1, mac: m) >= 0, lastSeen[m] != nil, "seed \(seed) step \(step) \(m)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The LRU list moves an entry at most once a second, so a refresh within the same second
+    /// leaves it ahead of younger-stamped entries: ageing must look past it.
+    func testAgeingLooksPastAnEntryRefreshedWithinTheSameSecond() {
+        let t = MACTable(capacity: 16, maxPorts: 2)
+        let (a, b) = (Frame.host(1), Frame.host(2))
+        t.learn(vlan: 1, mac: a, port: 0, now: 5000)
+        t.learn(vlan: 1, mac: b, port: 0, now: 5100)
+        t.learn(vlan: 1, mac: a, port: 0, now: 5900) // same second: a stays at the head of the list
+        XCTAssertEqual(t.age(now: 15_500, ageing: 10_000), 1) // b is 10_400 ms old, a 9_600
+        XCTAssertEqual(t.lookup(vlan: 1, mac: b), -1)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: a), 0)
+    }
+
+    func testBridgeAgeingDefaultsTo300SecondsAndIsSetPerBridge() throws {
+        XCTAssertEqual(BridgeSettings().ageingMilliseconds, 300_000)
+        XCTAssertEqual(BridgeSettings.defaultAgeingSeconds, 300)
+
+        let lab = try Lab(accessPorts: 3)
+        let (a, b) = (Frame.host(1), Frame.host(2))
+        lab.send(Frame.ethernet(dst: b, src: a), on: 0, now: 0)
+        _ = lab.outAll()
+        XCTAssertEqual(lab.engine.age(now: 300_000), 0)
+        XCTAssertEqual(lab.engine.fdb.lookup(vlan: 1, mac: a), 0)
+        // Still known: b -> a goes to port 0 only.
+        lab.send(Frame.ethernet(dst: a, src: b), on: 1, now: 300_000)
+        XCTAssertEqual(lab.outAll().map(\.count), [1, 0, 0])
+        XCTAssertEqual(lab.engine.age(now: 300_001), 1) // a aged out, b (seen at 300_000) stays
+        XCTAssertEqual(lab.engine.fdb.lookup(vlan: 1, mac: a), -1)
+        XCTAssertEqual(lab.engine.fdb.lookup(vlan: 1, mac: b), 1)
+        // Unknown again: flooded.
+        lab.send(Frame.ethernet(dst: a, src: b), on: 1, now: 300_001)
+        XCTAssertEqual(lab.outAll().map(\.count), [1, 0, 1])
+
+        lab.engine.setAgeing(milliseconds: 10_000)
+        XCTAssertEqual(lab.engine.settings.ageingMilliseconds, 10_000)
+        XCTAssertEqual(lab.engine.age(now: 310_001), 0)
+        XCTAssertEqual(lab.engine.age(now: 310_002), 1)
+        XCTAssertEqual(lab.engine.fdb.count, 0)
+
+        let short = try Lab(accessPorts: 2, settings: BridgeSettings(ageingMilliseconds: 2000))
+        XCTAssertEqual(short.engine.settings.ageingMilliseconds, 2000)
+        short.send(Frame.ethernet(dst: b, src: a), on: 0, now: 1000)
+        XCTAssertEqual(short.engine.age(now: 3000), 0)
+        XCTAssertEqual(short.engine.age(now: 3001), 1)
+    }
+
+    // MARK: capacity and fair eviction
+
+    func testFairEvictionTakesTheLRUEntryOfTheBiggestPort() {
+        let t = MACTable(capacity: 4, maxPorts: 4)
+        let (a, b, c, d, e) = (Frame.host(1), Frame.host(2), Frame.host(3), Frame.host(4), Frame.host(5))
+        t.learn(vlan: 1, mac: a, port: 0, now: 0)
+        t.learn(vlan: 1, mac: b, port: 0, now: 1000)
+        t.learn(vlan: 1, mac: c, port: 0, now: 2000)
+        t.learn(vlan: 1, mac: a, port: 0, now: 3000) // a is now the most recently used of port 0
+        t.learn(vlan: 1, mac: d, port: 1, now: 4000)
+        XCTAssertEqual(t.count, 4)
+        XCTAssertEqual(t.learn(vlan: 1, mac: e, port: 1, now: 5000), .learned)
+        XCTAssertEqual(t.count, 4)
+        XCTAssertEqual(t.evictions, 1)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: b), -1, "port 0 holds the most entries: its LRU one (b) goes")
+        for m in [a, c] { XCTAssertEqual(t.lookup(vlan: 1, mac: m), 0) }
+        for m in [d, e] { XCTAssertEqual(t.lookup(vlan: 1, mac: m), 1) }
+        XCTAssertEqual(t.learnedCount(port: 0), 2)
+        XCTAssertEqual(t.learnedCount(port: 1), 2)
+    }
+
+    func testRandomSourceFloodFromOnePortEvictsOnlyItsOwnEntries() {
+        let t = MACTable(capacity: 64, maxPorts: 4)
+        let neighbours = (1...10).map { Frame.host($0) }
+        for m in neighbours { t.learn(vlan: 1, mac: m, port: 0, now: 0) }
+        t.addStatic(vlan: 1, mac: Frame.host(99), port: 2)
+        var rng = SeededRandom(seed: 7)
+        var flood: [MACAddress] = []
+        for i in 0..<1000 {
+            // Random unicast sources (group bit cleared), as a MAC-flooding guest sends.
+            let m = MACAddress(rawValue: rng.next() & 0xFEFF_FFFF_FFFF)
+            flood.append(m)
+            t.learn(vlan: 1, mac: m, port: 1, now: UInt32(i))
+        }
+        XCTAssertEqual(t.count, 64)
+        XCTAssertEqual(t.learnedCount(port: 0), 10)
+        XCTAssertEqual(t.learnedCount(port: 1), 53)
+        XCTAssertEqual(t.evictions, 1000 - 53)
+        for m in neighbours { XCTAssertEqual(t.lookup(vlan: 1, mac: m), 0, "\(m) survived") }
+        XCTAssertEqual(t.lookup(vlan: 1, mac: Frame.host(99)), 2)
+        // The flooder keeps its 53 most recent addresses.
+        for m in flood.suffix(53) { XCTAssertEqual(t.lookup(vlan: 1, mac: m), 1) }
+        for m in flood.prefix(1000 - 53) { XCTAssertEqual(t.lookup(vlan: 1, mac: m), -1) }
+    }
+
+    func testTableFullOfStaticEntriesRefusesMore() {
+        let t = MACTable(capacity: 2, maxPorts: 2)
+        XCTAssertTrue(t.addStatic(vlan: 1, mac: Frame.host(1), port: 0))
+        XCTAssertTrue(t.addStatic(vlan: 1, mac: Frame.host(2), port: 0))
+        XCTAssertFalse(t.addStatic(vlan: 1, mac: Frame.host(3), port: 0))
+        XCTAssertNotEqual(t.learn(vlan: 1, mac: Frame.host(4), port: 1, now: 0), .learned)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: Frame.host(4)), -1)
+        XCTAssertEqual(t.count, 2)
+    }
+
+    func testEngineMACFloodDoesNotEvictOtherPortsHosts() throws {
+        let lab = try Lab(accessPorts: 3, settings: BridgeSettings(fdbCapacity: 64))
+        let (a, c) = (Frame.host(1), Frame.host(3))
+        lab.send(Frame.ethernet(dst: c, src: a), on: 0, now: 0)
+        lab.send(Frame.ethernet(dst: a, src: c), on: 2, now: 0)
+        _ = lab.outAll()
+        var rng = SeededRandom(seed: 99)
+        for chunk in 0..<5 {
+            let frames = (0..<100).map { _ in
+                Frame.ethernet(dst: c, src: MACAddress(rawValue: rng.next() & 0xFEFF_FFFF_FFFF))
+            }
+            lab.send(frames, on: 1, now: UInt32(chunk))
+            XCTAssertEqual(lab.out(2).count, 100, "known unicast to c, never flooded")
+            XCTAssertEqual(lab.out(0).count, 0)
+        }
+        XCTAssertEqual(lab.engine.fdb.count, 64)
+        XCTAssertEqual(lab.engine.fdb.learnedCount(port: 1), 62)
+        // a and c are still known: their frames go to one port only.
+        lab.send(Frame.ethernet(dst: c, src: a), on: 0, now: 10)
+        lab.send(Frame.ethernet(dst: a, src: c), on: 2, now: 10)
+        XCTAssertEqual(lab.outAll().map(\.count), [1, 0, 1])
+    }
+
+    // MARK: flushes
+
+    func testRemovingAPortFlushesItsEntriesStaticOnesToo() throws {
+        let lab = try Lab(accessPorts: 3)
+        let (a, b, c) = (Frame.host(1), Frame.host(2), Frame.host(3))
+        lab.send([Frame.ethernet(dst: .broadcast, src: a), Frame.ethernet(dst: .broadcast, src: b)], on: 1)
+        lab.send(Frame.ethernet(dst: .broadcast, src: c), on: 2)
+        XCTAssertTrue(lab.engine.fdb.addStatic(vlan: 1, mac: Frame.host(50), port: 1))
+        XCTAssertEqual(lab.engine.fdb.count, 4)
+        let removed = try lab.engine.removePort(1)
+        XCTAssertTrue(removed === lab.ports[1])
+        for m in [a, b, Frame.host(50)] { XCTAssertEqual(lab.engine.fdb.lookup(vlan: 1, mac: m), -1) }
+        XCTAssertEqual(lab.engine.fdb.lookup(vlan: 1, mac: c), 2)
+        XCTAssertEqual(lab.engine.fdb.count, 1)
+        XCTAssertEqual(lab.engine.fdb.learnedCount(port: 1), 0)
+        XCTAssertEqual(lab.engine.portIndices, [0, 2])
+        XCTAssertThrowsError(try lab.engine.removePort(1)) { XCTAssertEqual($0 as? BridgeError, .noSuchPort(1)) }
+        // The freed index is reused with fresh counters.
+        let p = MemoryPort()
+        XCTAssertEqual(try lab.engine.addPort(name: "new", mode: .defaultAccess, device: p), 1)
+        XCTAssertEqual(lab.engine.portCounters(1), PortCounters())
+    }
+
+    // MARK: hash index integrity
+
+    /// Random learns, static adds, removes and flushes, checked after every step against a
+    /// Dictionary: this exercises backward-shift deletion in crowded probe chains (wrapping
+    /// around the end of the index too) and the free list of the entry slab.
+    func testIndexMatchesDictionaryModelUnderRandomInsertsAndDeletes() {
+        for (capacity, steps, seeds) in [(16, 20_000, [1, 2, 3] as [UInt64]), (300, 20_000, [11, 12]), (4096, 30_000, [5])] {
+            for seed in seeds {
+                checkAgainstModel(capacity: capacity, steps: steps, seed: seed)
+            }
+        }
+    }
+
+    func checkAgainstModel(capacity: Int, steps: Int, seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        let t = MACTable(capacity: capacity, maxPorts: 8)
+        // As many keys as the capacity, so the table never has to evict; VLANs and MACs overlap
+        // so that the same MAC appears in several VLANs.
+        var universe: [FDBKey] = []
+        var seen = Set<FDBKey>()
+        while universe.count < capacity {
+            let k = FDBKey(vlan: UInt16.random(in: 1...4, using: &rng),
+                           mac: MACAddress(rawValue: UInt64.random(in: 1...UInt64(capacity * 2), using: &rng) << 8))
+            if seen.insert(k).inserted { universe.append(k) }
+        }
+        var model: [FDBKey: (port: UInt16, isStatic: Bool)] = [:]
+        for step in 0..<steps {
+            let k = universe[Int.random(in: 0..<universe.count, using: &rng)]
+            let port = UInt16.random(in: 0..<8, using: &rng)
+            switch Int.random(in: 0..<100, using: &rng) {
+            case 0..<45:
+                let r = t.learn(vlan: k.vlan, mac: k.mac, port: port, now: UInt32(step))
+                if let m = model[k] {
+                    if m.isStatic {
+                        XCTAssertEqual(r, m.port == port ? .refreshed : .staticConflict)
+                    } else {
+                        XCTAssertEqual(r, m.port == port ? .refreshed : .moved(from: m.port))
+                        model[k] = (port, false)
+                    }
+                } else {
+                    XCTAssertEqual(r, .learned)
+                    model[k] = (port, false)
+                }
+            case 45..<55:
+                XCTAssertTrue(t.addStatic(vlan: k.vlan, mac: k.mac, port: port))
+                model[k] = (port, true)
+            case 55..<98:
+                XCTAssertEqual(t.remove(vlan: k.vlan, mac: k.mac), model.removeValue(forKey: k) != nil)
+            default:
+                let all = Bool.random(using: &rng)
+                t.flush(port: port, includingStatic: all)
+                model = model.filter { $0.value.port != port || (!all && $0.value.isStatic) }
+            }
+            if t.count != model.count {
+                XCTFail("capacity \(capacity) seed \(seed) step \(step): count \(t.count), model \(model.count)")
+                return
+            }
+            if step % 50 == 0 || capacity <= 16 {
+                XCTAssertEqual(t.learnedCount, model.values.filter { !$0.isStatic }.count)
+                for u in universe {
+                    let expect = model[u].map { Int($0.port) } ?? -1
+                    if t.lookup(vlan: u.vlan, mac: u.mac) != expect {
+                        XCTFail("capacity \(capacity) seed \(seed) step \(step): key \(u) expected \(expect)")
+                        return
+                    }
+                }
+                for p in 0..<8 {
+                    XCTAssertEqual(t.learnedCount(port: UInt16(p)),
+                                   model.values.filter { !$0.isStatic && $0.port == p }.count)
+                }
+            }
+        }
+        let listed = t.entries(now: UInt32(steps))
+        XCTAssertEqual(listed.count, model.count)
+        for e in listed {
+            let m = model[FDBKey(vlan: e.vlan, mac: e.mac)]
+            XCTAssertEqual(m?.port, e.port)
+            XCTAssertEqual(m?.isStatic, e.isStatic)
+        }
+    }
+}
