@@ -1,0 +1,559 @@
+// PacketSocketPort: a switch port on an existing Ethernet interface (Xen vifs, the NIC, veth in
+// tests), read and written through AF_PACKET TPACKET_V2 rings mapped into our memory.
+//
+// Design note: the kernel quirks this file handles, and where.
+//
+// - Rings, not syscalls (init, receive, transmit). One socket carries an RX ring and a TX ring,
+//   mapped with one mmap (RX ring first, then TX ring). `receive` walks RX slots whose tp_status has
+//   TP_STATUS_USER and never enters the kernel; `releaseReceived` hands them back. `transmit` fills
+//   TX slots and marks them TP_STATUS_SEND_REQUEST; `flush` makes one send(fd, NULL, 0,
+//   MSG_DONTWAIT) for the lot. tp_status is shared with the kernel (written from softirq on another
+//   CPU): it is read with acquire and written with release ordering (C shims
+//   CLinuxNet_load_acquire_u32 / CLinuxNet_store_release_u32), so frame bytes and status never
+//   appear out of order on either side.
+// - Slot geometry (ringLayout). Slots must hold GSO super-frames (up to 64 KiB plus headers), so the
+//   default slot is 69632 bytes (17 pages). The kernel allocates each ring block as a power of two
+//   pages and wastes the tail that does not hold a whole slot, so the block size is the smallest
+//   power of two pages that wastes at most 1/32 of itself: 1 MiB blocks of 15 slots by default.
+//   The kernel requires tp_frame_nr == blocks * slots per block, so slot counts round up to blocks.
+// - Offloads (PACKET_VNET_HDR). Guests and veth hand us CHECKSUM_PARTIAL frames and GSO
+//   super-frames; without the virtio_net_hdr the switch would forward frames with bad checksums
+//   or frames larger than any MTU. Checked against net/packet/af_packet.c:
+//   * RX (tpacket_rcv): the 10-byte header sits immediately in front of the frame, at
+//     slot + tp_mac - 10 (the kernel adds its size to the network offset, then subtracts the MAC
+//     length). Its offsets (csum_start, hdr_len) count from the frame's first byte as the kernel
+//     holds it, i.e. WITHOUT the VLAN tag the kernel stripped (see below).
+//   * TX (tpacket_snd / tpacket_parse_header): without PACKET_TX_HAS_OFF the data starts at
+//     tp_hdrlen - sizeof(sockaddr_ll) = 32 bytes into the slot; with the vnet option the first 10
+//     bytes of that data are the header and tp_len counts them. With the vnet option the kernel
+//     does not clamp tp_len to the MTU (a GSO frame is larger), only to the slot.
+//   * A frame the kernel refuses (bad header) gets TP_STATUS_WRONG_FORMAT, the send fails, and
+//     the kernel's TX head STAYS on that slot: nothing after it would ever go out. PACKET_LOSS
+//     would skip such frames silently, so instead `flush` finds the slot, counts it
+//     (`wrongFormat`) and moves the frames queued after it one slot back so the kernel's head
+//     lands on a valid frame again (rare path; it copies, in order).
+// - VLAN tags (receive). Before packet sockets see a frame, __netif_receive_skb_core untags one
+//   802.1Q or 802.1ad tag into skb metadata, reported as tp_vlan_tci / tp_vlan_tpid with
+//   TP_STATUS_VLAN_VALID / TP_STATUS_VLAN_TPID_VALID. PacketBatch frames always carry their tag
+//   inline, so the tag is put back: the 12 address bytes move 4 bytes towards the slot start and
+//   TPID + TCI go into the gap. The 4 bytes in front of the frame are the tail of the vnet header,
+//   which is read before it is overwritten; nothing else in the slot is touched (for a 14-byte MAC
+//   header the kernel puts the frame at 76, the vnet header at 66..76, tpacket2_hdr and
+//   sockaddr_ll end at 52). PACKET_RESERVE would not help: the kernel puts reserved bytes in front
+//   of the vnet header, never between it and the frame. TP_STATUS_VLAN_VALID is what counts, not a
+//   non-zero TCI: TCI 0 with the flag is a priority tag. The vnet header's offsets are shifted by
+//   +4 to match the restored tag.
+// - Own transmissions (init): PACKET_IGNORE_OUTGOING, so frames the switch sends on the interface
+//   do not come back in on the same port; PACKET_QDISC_BYPASS, so TX goes straight to the driver.
+// - Truncation (receive): a frame larger than its slot arrives with tp_snaplen < tp_len. It is not
+//   delivered (forwarding a cut frame would corrupt it) and counted in `truncated`.
+// - Vanishing interfaces (checkError, flush): when the interface is deleted the kernel sets
+//   SO_ERROR to ENETDOWN (poll reports POLLERR), forgets the bound ifindex (getsockname then says
+//   -1) and send fails with ENXIO. Interface down gives ENETDOWN too but keeps the binding, and
+//   traffic resumes when it comes back up, so only a lost binding or ENXIO makes the port dead.
+//   A dead port receives and transmits nothing; the daemon closes it and re-attaches later.
+//
+// Threading: a port belongs to one thread at a time (the bridge's dataplane thread); nothing here
+// locks. It is Sendable only so that the daemon can open it on one thread and hand it over.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CLinuxNet
+import SwitchCore
+
+/// Events of one AF_PACKET port. Plain counters, read on the thread that runs the port.
+public struct PacketPortCounters: Equatable, Sendable {
+    /// Frames handed to the pipeline.
+    public var received: UInt64 = 0
+    /// Frames larger than their RX slot (tp_snaplen < tp_len), not delivered.
+    public var truncated: UInt64 = 0
+    /// Frames shorter than an Ethernet header, not delivered.
+    public var runts: UInt64 = 0
+    /// Frames dropped by the kernel because the RX ring was full (PACKET_STATISTICS, read by
+    /// `readKernelStatistics()`).
+    public var kernelDrops: UInt64 = 0
+    /// Frames queued on the TX ring.
+    public var transmitted: UInt64 = 0
+    /// Frames not queued because no TX slot was free.
+    public var txRingFull: UInt64 = 0
+    /// Frames not queued because they do not fit a TX slot.
+    public var txOversize: UInt64 = 0
+    /// Failed kicks (send on the TX ring) other than "try again later".
+    public var txErrors: UInt64 = 0
+    /// Frames the kernel refused to send (TP_STATUS_WRONG_FORMAT), reclaimed.
+    public var wrongFormat: UInt64 = 0
+    public init() {}
+}
+
+public final class PacketSocketPort: FramePort, @unchecked Sendable {
+    /// Ring sizes. Slot counts round up to whole ring blocks (see `ringLayout`).
+    public struct Options: Equatable, Sendable {
+        /// RX ring slots (frames the kernel can hold for us between two `receive` calls).
+        public var rxFrames: Int
+        /// TX ring slots (frames queued and in flight).
+        public var txFrames: Int
+        /// Bytes per slot, headers included; rounded up to a multiple of 16. The default holds a
+        /// 64 KiB GSO super-frame.
+        public var frameSize: Int
+        /// Put the interface in promiscuous mode for as long as the socket lives
+        /// (PACKET_MR_PROMISC; the kernel drops it when the socket closes). A switch port needs
+        /// frames for every MAC; virtual interfaces pass them anyway, NICs do not.
+        public var promiscuous: Bool
+
+        public static let defaultFrameSize = 69632
+
+        public init(rxFrames: Int = 256, txFrames: Int = 128, frameSize: Int = Options.defaultFrameSize,
+                    promiscuous: Bool = true) {
+            self.rxFrames = rxFrames
+            self.txFrames = txFrames
+            self.frameSize = frameSize
+            self.promiscuous = promiscuous
+        }
+    }
+
+    /// How one ring is cut into blocks and slots.
+    public struct RingLayout: Equatable, Sendable {
+        public var blockSize: Int
+        public var blockCount: Int
+        public var frameSize: Int
+        public var framesPerBlock: Int
+        public var frameCount: Int { blockCount * framesPerBlock }
+        public var byteCount: Int { blockCount * blockSize }
+    }
+
+    /// The smallest block of 2^n pages that holds `frameSize` slots with at most 1/32 waste (or,
+    /// failing that up to 4 MiB, the least waste), and enough blocks for `frames` slots.
+    public static func ringLayout(frames: Int, frameSize: Int, pageSize: Int) -> RingLayout {
+        let align = Int(CLinuxNet_TPACKET_ALIGNMENT)
+        let size = (max(frameSize, 1) + align - 1) / align * align
+        var block = pageSize
+        while block < size { block <<= 1 }
+        var best = block
+        var candidate = block
+        while true {
+            let waste = candidate % size
+            if waste * 32 <= candidate { best = candidate; break }
+            if waste * best < (best % size) * candidate { best = candidate }
+            if candidate >= 4 << 20 { break }
+            candidate <<= 1
+        }
+        let perBlock = best / size
+        let blocks = max(1, (max(frames, 1) + perBlock - 1) / perBlock)
+        return RingLayout(blockSize: best, blockCount: blocks, frameSize: size, framesPerBlock: perBlock)
+    }
+
+    /// The interface the port is bound to, and its index when the port was opened.
+    public let interfaceName: String
+    public let ifIndex: Int32
+    /// The packet socket: poll it for POLLIN (frames in the RX ring) and POLLERR (interface gone
+    /// or down; then call `checkError()`). -1 once closed.
+    public private(set) var fileDescriptor: Int32
+    public let rxLayout: RingLayout
+    public let txLayout: RingLayout
+    public private(set) var counters = PacketPortCounters()
+    /// True once the interface is gone (or the port closed): receive and transmit do nothing.
+    public private(set) var isDead = false
+
+    private var ring: UnsafeMutableRawPointer?
+    private let ringBytes: Int
+    private let rxSlots: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    private let txSlots: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    private let rxCount: Int
+    private let txCount: Int
+    /// Bytes of frame (after the vnet header) a TX slot holds.
+    private let txFrameCapacity: Int
+
+    // RX: `rxNext` is the next slot to look at; `rxHeld` slots before it, starting at
+    // `rxReleaseFrom`, are ours until releaseReceived().
+    private var rxNext = 0
+    private var rxReleaseFrom = 0
+    private var rxHeld = 0
+    // TX: `txNext` is the next slot to fill. `txHead` follows the kernel's TX head: the oldest of
+    // `txInFlight` slots we marked SEND_REQUEST that the kernel has not yet taken.
+    private var txNext = 0
+    private var txHead = 0
+    private var txInFlight = 0
+    private var kickPending = false
+
+    /// Offset of the data (vnet header, then frame) in a TX slot: tp_hdrlen - sizeof(sockaddr_ll).
+    private static let txDataOffset = Int(CLinuxNet_TPACKET2_HDRLEN) - MemoryLayout<sockaddr_ll>.size
+    private static let vnetSize = VirtioNetHeader.size
+
+    /// Opens a port on the existing interface `name`. Throws with the failing step named in the
+    /// error (no such interface, not Ethernet, ring setup refused...).
+    public init(interface name: String, options: Options = Options()) throws(SystemError) {
+        guard !name.isEmpty, name.utf8.count < Int(CLinuxNet_IFNAMSIZ), !name.utf8.contains(0x2F) else {
+            throw SystemError("interface name \"\(name)\" is not a valid Linux interface name", errno: EINVAL)
+        }
+        let index = if_nametoindex(name)
+        guard index != 0 else {
+            let e = errno
+            throw SystemError("no interface named \"\(name)\" (if_nametoindex)", errno: e == 0 ? ENODEV : e)
+        }
+        guard options.rxFrames > 0, options.txFrames > 0, options.frameSize >= 256 else {
+            throw SystemError("PacketSocketPort options for \(name): rxFrames and txFrames must be positive, "
+                              + "frameSize at least 256 (got \(options))", errno: EINVAL)
+        }
+        interfaceName = name
+        ifIndex = Int32(bitPattern: index)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        rxLayout = Self.ringLayout(frames: options.rxFrames, frameSize: options.frameSize, pageSize: page)
+        txLayout = Self.ringLayout(frames: options.txFrames, frameSize: options.frameSize, pageSize: page)
+        rxCount = rxLayout.frameCount
+        txCount = txLayout.frameCount
+        ringBytes = rxLayout.byteCount + txLayout.byteCount
+        txFrameCapacity = txLayout.frameSize - Self.txDataOffset - Self.vnetSize
+        rxSlots = .allocate(capacity: rxCount)
+        txSlots = .allocate(capacity: txCount)
+        fileDescriptor = -1
+
+        // From here on, a failure closes what was opened (deinit runs: all stored properties are set).
+        let fd = try systemCall("socket(AF_PACKET) for \(name)") {
+            socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
+        fileDescriptor = fd
+
+        // Version, vnet header and reserve must be set before the rings exist (EBUSY after).
+        try setOption(CLinuxNet_PACKET_VERSION, CLinuxNet_TPACKET_V2, "PACKET_VERSION TPACKET_V2")
+        try setOption(CLinuxNet_PACKET_VNET_HDR, 1, "PACKET_VNET_HDR")
+        try setOption(CLinuxNet_PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS")
+        try setOption(CLinuxNet_PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING")
+        try setRing(CLinuxNet_PACKET_RX_RING, rxLayout, "PACKET_RX_RING")
+        try setRing(CLinuxNet_PACKET_TX_RING, txLayout, "PACKET_TX_RING")
+
+        let base = mmap(nil, ringBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let base, base != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw SystemError("mmap of \(ringBytes) bytes of packet rings for \(name)", errno: errno)
+        }
+        ring = base
+        Self.fillSlots(rxSlots, base: base, layout: rxLayout)
+        Self.fillSlots(txSlots, base: base + rxLayout.byteCount, layout: txLayout)
+
+        // Bind last, so that no frame reaches the socket before the rings are in place.
+        var address = sockaddr_ll()
+        address.sll_family = UInt16(AF_PACKET)
+        address.sll_protocol = CLinuxNet_ETH_P_ALL.bigEndian
+        address.sll_ifindex = ifIndex
+        _ = try systemCall("bind(AF_PACKET) to \(name) (ifindex \(ifIndex))") {
+            withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                }
+            }
+        }
+        let bound = try boundAddress()
+        guard bound.sll_hatype == 1 /* ARPHRD_ETHER */ else {
+            throw SystemError("interface \(name) is not Ethernet (ARPHRD type \(bound.sll_hatype))", errno: EPROTOTYPE)
+        }
+        if options.promiscuous {
+            var request = packet_mreq()
+            request.mr_ifindex = ifIndex
+            request.mr_type = UInt16(CLinuxNet_PACKET_MR_PROMISC)
+            _ = try systemCall("setsockopt(PACKET_ADD_MEMBERSHIP PACKET_MR_PROMISC) on \(name)") {
+                setsockopt(fd, CLinuxNet_SOL_PACKET, CLinuxNet_PACKET_ADD_MEMBERSHIP, &request,
+                           socklen_t(MemoryLayout<packet_mreq>.size))
+            }
+        }
+    }
+
+    deinit {
+        close()
+        rxSlots.deallocate()
+        txSlots.deallocate()
+    }
+
+    /// Unmaps the rings and closes the socket. Idempotent; the port is dead afterwards.
+    public func close() {
+        isDead = true
+        if let ring {
+            munmap(ring, ringBytes)
+            self.ring = nil
+        }
+        if fileDescriptor >= 0 {
+            _ = Glibc.close(fileDescriptor)
+            fileDescriptor = -1
+        }
+    }
+
+    // MARK: receive
+
+    /// Fills `batch` with the frames waiting in the RX ring, up to its capacity. No syscall.
+    public func receive(into batch: PacketBatch) -> Int {
+        batch.count = 0
+        if isDead { return 0 }
+        let frames = batch.frames
+        let lengths = batch.lengths
+        let vnets = batch.vnet
+        let capacity = batch.capacity
+        let slots = rxSlots
+        let count = rxCount
+        var next = rxNext
+        var held = rxHeld
+        var n = 0
+        var truncated: UInt64 = 0
+        var runts: UInt64 = 0
+        while n < capacity && held < count {
+            let slot = slots[next]
+            let status = CLinuxNet_load_acquire_u32(slot.assumingMemoryBound(to: UInt32.self))
+            if status & CLinuxNet_TP_STATUS_USER == 0 { break }
+            held += 1
+            next = next + 1 == count ? 0 : next + 1
+            let header = slot.assumingMemoryBound(to: tpacket2_hdr.self)
+            let snapLength = Int(header.pointee.tp_snaplen)
+            if snapLength < Int(header.pointee.tp_len) {
+                truncated += 1
+                continue
+            }
+            if snapLength < 14 {
+                runts += 1
+                continue
+            }
+            var frame = slot + Int(header.pointee.tp_mac)
+            var vnet = VirtioNetHeader.load(from: frame - Self.vnetSize)
+            var length = snapLength
+            if status & CLinuxNet_TP_STATUS_VLAN_VALID != 0 {
+                // Put the stripped tag back inline (read the vnet header first: the tag overwrites
+                // its last 4 bytes).
+                var tpid: UInt16 = 0x8100
+                if status & CLinuxNet_TP_STATUS_VLAN_TPID_VALID != 0 && header.pointee.tp_vlan_tpid != 0 {
+                    tpid = header.pointee.tp_vlan_tpid
+                }
+                let tci = header.pointee.tp_vlan_tci
+                let addresses = frame.loadUnaligned(as: UInt64.self)
+                let tail = frame.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+                frame -= 4
+                frame.storeBytes(of: addresses, as: UInt64.self)
+                frame.storeBytes(of: tail, toByteOffset: 8, as: UInt32.self)
+                frame.storeBytes(of: tpid.bigEndian, toByteOffset: 12, as: UInt16.self)
+                frame.storeBytes(of: tci.bigEndian, toByteOffset: 14, as: UInt16.self)
+                length += 4
+                vnet = vnet.shifted(by: 4)
+            }
+            frames[n] = frame
+            lengths[n] = UInt32(truncatingIfNeeded: length)
+            vnets[n] = vnet
+            n += 1
+        }
+        rxNext = next
+        rxHeld = held
+        batch.count = n
+        if n > 0 { counters.received &+= UInt64(n) }
+        if truncated != 0 { counters.truncated &+= truncated }
+        if runts != 0 { counters.runts &+= runts }
+        return n
+    }
+
+    /// Gives every slot taken since the last release back to the kernel.
+    public func releaseReceived() {
+        guard ring != nil else { return }
+        let slots = rxSlots
+        let count = rxCount
+        var i = rxReleaseFrom
+        for _ in 0..<rxHeld {
+            CLinuxNet_store_release_u32(slots[i].assumingMemoryBound(to: UInt32.self), CLinuxNet_TP_STATUS_KERNEL)
+            i = i + 1 == count ? 0 : i + 1
+        }
+        rxReleaseFrom = i
+        rxHeld = 0
+    }
+
+    // MARK: transmit
+
+    /// Copies the listed frames into free TX slots (VLAN tag rewritten, vnet header adjusted) and
+    /// marks them for sending. Stops at the first busy slot. Nothing is sent before `flush()`.
+    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int) -> Int {
+        if isDead || count <= 0 { return 0 }
+        let frames = batch.frames
+        let lengths = batch.lengths
+        let vnets = batch.vnet
+        let tagLengths = batch.tagLength
+        let slots = txSlots
+        let ringCount = txCount
+        let capacity = txFrameCapacity
+        let dataOffset = Self.txDataOffset
+        let vnetSize = Self.vnetSize
+        var next = txNext
+        var queued = 0
+        var oversize: UInt64 = 0
+        var e = 0
+        while e < count {
+            let slot = slots[next]
+            let status = CLinuxNet_load_acquire_u32(slot.assumingMemoryBound(to: UInt32.self))
+            let busy = CLinuxNet_TP_STATUS_SEND_REQUEST | CLinuxNet_TP_STATUS_SENDING | CLinuxNet_TP_STATUS_WRONG_FORMAT
+            if status & busy != 0 { break }
+            let entry = entries[e]
+            e += 1
+            let i = Int(entry.frame)
+            let length = Int(lengths[i])
+            let data = slot + dataOffset
+            let written = FrameRewrite.copy(from: frames[i], length: length, tagLength: Int(tagLengths[i]),
+                                             tci: entry.tci, into: data + vnetSize, capacity: capacity)
+            if written < 14 {
+                oversize += 1
+                continue
+            }
+            vnets[i].shifted(by: written - length).store(to: data)
+            slot.assumingMemoryBound(to: tpacket2_hdr.self).pointee.tp_len = UInt32(truncatingIfNeeded: written + vnetSize)
+            CLinuxNet_store_release_u32(slot.assumingMemoryBound(to: UInt32.self), CLinuxNet_TP_STATUS_SEND_REQUEST)
+            next = next + 1 == ringCount ? 0 : next + 1
+            queued += 1
+        }
+        txNext = next
+        if queued > 0 {
+            txInFlight += queued
+            kickPending = true
+            counters.transmitted &+= UInt64(queued)
+        }
+        if e < count { counters.txRingFull &+= UInt64(count - e) }
+        if oversize != 0 { counters.txOversize &+= oversize }
+        return queued
+    }
+
+    /// Sends everything queued: one send(fd, NULL, 0, MSG_DONTWAIT). Errors become counters (or
+    /// `isDead` when the interface is gone); frames the kernel refused are reclaimed.
+    public func flush() {
+        guard kickPending, !isDead else { return }
+        // Each extra round follows a reclaimed WRONG_FORMAT slot; at most one per queued frame.
+        var rounds = txInFlight + 1
+        while kickPending && rounds > 0 && !isDead {
+            rounds -= 1
+            kickPending = false
+            let r = send(fileDescriptor, nil, 0, Int32(MSG_DONTWAIT))
+            if r < 0 {
+                switch errno {
+                case EAGAIN, EWOULDBLOCK, ENOBUFS, EINTR:
+                    // The kernel is out of socket buffer; the frames stay queued for the next flush.
+                    kickPending = true
+                    return
+                case ENXIO, ENODEV:
+                    // No device behind the socket any more: the interface was deleted.
+                    isDead = true
+                    return
+                default:
+                    // A refused frame (EINVAL, EMSGSIZE...: found and counted by the reap), or
+                    // ENETDOWN (interface down: the frames wait in the ring for the next kick).
+                    if !reapTransmitted() { counters.txErrors &+= 1 }
+                    continue
+                }
+            }
+            reapTransmitted()
+        }
+    }
+
+    /// Follows the kernel's TX head over the slots it has taken; a slot it refused is reclaimed
+    /// (returns true) and the kick is due again.
+    @discardableResult
+    private func reapTransmitted() -> Bool {
+        while txInFlight > 0 {
+            let slot = txSlots[txHead]
+            let status = CLinuxNet_load_acquire_u32(slot.assumingMemoryBound(to: UInt32.self))
+            if status & CLinuxNet_TP_STATUS_WRONG_FORMAT != 0 {
+                reclaimWrongFormat()
+                kickPending = txInFlight > 0
+                return true
+            }
+            if status & CLinuxNet_TP_STATUS_SEND_REQUEST != 0 { return false }  // not taken yet
+            txHead = txHead + 1 == txCount ? 0 : txHead + 1
+            txInFlight -= 1
+        }
+        return false
+    }
+
+    /// The kernel stopped at `txHead` (TP_STATUS_WRONG_FORMAT) and will not move past it. Move the
+    /// frames queued after it one slot back, in order, and free the last slot.
+    private func reclaimWrongFormat() {
+        counters.wrongFormat &+= 1
+        var to = txHead
+        for _ in 1..<max(txInFlight, 1) {
+            let from = to + 1 == txCount ? 0 : to + 1
+            let source = txSlots[from]
+            let target = txSlots[to]
+            let tpLength = source.assumingMemoryBound(to: tpacket2_hdr.self).pointee.tp_len
+            (target + Self.txDataOffset).copyMemory(from: source + Self.txDataOffset, byteCount: Int(tpLength))
+            target.assumingMemoryBound(to: tpacket2_hdr.self).pointee.tp_len = tpLength
+            CLinuxNet_store_release_u32(target.assumingMemoryBound(to: UInt32.self), CLinuxNet_TP_STATUS_SEND_REQUEST)
+            to = from
+        }
+        CLinuxNet_store_release_u32(txSlots[to].assumingMemoryBound(to: UInt32.self), CLinuxNet_TP_STATUS_AVAILABLE)
+        txNext = to
+        txInFlight -= 1
+    }
+
+    // MARK: liveness and statistics
+
+    /// Reads (and clears) the socket's pending error (SO_ERROR), and checks that the socket is
+    /// still bound to the interface. Call it when poll reports POLLERR. Returns nil when all is
+    /// well; marks the port dead when the interface is gone.
+    public func checkError() -> SystemError? {
+        guard fileDescriptor >= 0 else {
+            return SystemError("packet socket of \(interfaceName) is closed", errno: EBADF)
+        }
+        var pending: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fileDescriptor, SOL_SOCKET, SO_ERROR, &pending, &size) != 0 {
+            return SystemError("getsockopt(SO_ERROR) on packet socket of \(interfaceName)", errno: errno)
+        }
+        // After NETDEV_UNREGISTER the kernel resets the socket's ifindex to -1.
+        if let bound = try? boundAddress(), bound.sll_ifindex != ifIndex { isDead = true }
+        if pending != 0 {
+            return SystemError("packet socket of \(interfaceName)\(isDead ? " (interface gone)" : "")", errno: pending)
+        }
+        if isDead {
+            return SystemError("interface \(interfaceName) (ifindex \(ifIndex)) is gone", errno: ENODEV)
+        }
+        return nil
+    }
+
+    /// Adds the kernel's RX drop count (ring full) since the last call to `counters.kernelDrops`
+    /// (PACKET_STATISTICS, which the kernel resets on every read).
+    public func readKernelStatistics() {
+        guard fileDescriptor >= 0 else { return }
+        var stats = tpacket_stats()
+        var size = socklen_t(MemoryLayout<tpacket_stats>.size)
+        if getsockopt(fileDescriptor, CLinuxNet_SOL_PACKET, CLinuxNet_PACKET_STATISTICS, &stats, &size) == 0 {
+            counters.kernelDrops &+= UInt64(stats.tp_drops)
+        }
+    }
+
+    // MARK: setup helpers
+
+    private func setOption(_ option: Int32, _ value: Int32, _ what: String) throws(SystemError) {
+        var v = value
+        let fd = fileDescriptor
+        _ = try systemCall("setsockopt(\(what)) on \(interfaceName)") {
+            setsockopt(fd, CLinuxNet_SOL_PACKET, option, &v, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    private func setRing(_ option: Int32, _ layout: RingLayout, _ what: String) throws(SystemError) {
+        var request = tpacket_req(tp_block_size: UInt32(layout.blockSize), tp_block_nr: UInt32(layout.blockCount),
+                                  tp_frame_size: UInt32(layout.frameSize), tp_frame_nr: UInt32(layout.frameCount))
+        let fd = fileDescriptor
+        _ = try systemCall("setsockopt(\(what): \(layout.blockCount) x \(layout.blockSize)-byte blocks, "
+                           + "\(layout.frameCount) x \(layout.frameSize)-byte frames) on \(interfaceName)") {
+            setsockopt(fd, CLinuxNet_SOL_PACKET, option, &request, socklen_t(MemoryLayout<tpacket_req>.size))
+        }
+    }
+
+    private func boundAddress() throws(SystemError) -> sockaddr_ll {
+        var address = sockaddr_ll()
+        var size = socklen_t(MemoryLayout<sockaddr_ll>.size)
+        let fd = fileDescriptor
+        _ = try systemCall("getsockname on packet socket of \(interfaceName)") {
+            withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &size) }
+            }
+        }
+        return address
+    }
+
+    private static func fillSlots(_ slots: UnsafeMutablePointer<UnsafeMutableRawPointer>, base: UnsafeMutableRawPointer,
+                                  layout: RingLayout) {
+        for i in 0..<layout.frameCount {
+            slots[i] = base + (i / layout.framesPerBlock) * layout.blockSize + (i % layout.framesPerBlock) * layout.frameSize
+        }
+    }
+}
