@@ -17,7 +17,7 @@ public enum VLANID {
     }
 }
 
-public enum VLANMode: Equatable, Hashable, Sendable, Codable {
+public enum VLANMode: Equatable, Hashable, Sendable {
     /// Untagged on the wire, member of exactly one VLAN.
     case access(UInt16)
     /// Tagged frames of `allowed` VLANs; untagged frames belong to `native` (dropped when nil).
@@ -95,6 +95,38 @@ public enum VLANMode: Equatable, Hashable, Sendable, Codable {
         }
         if native != nil { throw .conflicting("native= needs trunks=") }
         return .defaultAccess
+    }
+}
+
+/// JSON form, as `--json` listings and the control protocol show it:
+/// `{"mode":"access","vlan":10}` or `{"mode":"trunk","trunks":[10,20],"native":5}`.
+extension VLANMode: Codable {
+    private enum Keys: String, CodingKey { case mode, vlan, trunks, native }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        switch try c.decode(String.self, forKey: .mode) {
+        case "access": self = .access(try c.decode(UInt16.self, forKey: .vlan))
+        case "trunk":
+            self = .trunk(allowed: try c.decode([UInt16].self, forKey: .trunks),
+                          native: try c.decodeIfPresent(UInt16.self, forKey: .native))
+        case let other:
+            throw DecodingError.dataCorruptedError(forKey: .mode, in: c,
+                debugDescription: "unknown VLAN mode '\(other)' (expected access or trunk)")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        switch self {
+        case .access(let v):
+            try c.encode("access", forKey: .mode)
+            try c.encode(v, forKey: .vlan)
+        case .trunk(let allowed, let native):
+            try c.encode("trunk", forKey: .mode)
+            try c.encode(allowed, forKey: .trunks)
+            try c.encodeIfPresent(native, forKey: .native)
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 // VLANConfig: the CLI keys tag= / trunks= / native=, VLAN lists, and the Xen / Open vSwitch port
 // spec BRIDGE[.VLAN][:TRUNK[:TRUNK...]].
 
+import Foundation
 import SwitchCore
 import XCTest
 
@@ -126,5 +127,20 @@ final class VLANConfigTests: XCTestCase {
         XCTAssertEqual(t.members, [5, 10, 11, 12, 20])
         XCTAssertEqual(t.summary, "trunk 10-12,20 native 5")
         XCTAssertEqual(VLANMode.trunk(allowed: [10, 20], native: nil).summary, "trunk 10,20")
+    }
+
+    func testJSONFormIsReadableAndRoundTrips() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let access = VLANMode.access(10)
+        let trunk = VLANMode.trunk(allowed: [10, 20], native: 5)
+        let bare = VLANMode.trunk(allowed: [7], native: nil)
+        XCTAssertEqual(String(decoding: try encoder.encode(access), as: UTF8.self), #"{"mode":"access","vlan":10}"#)
+        XCTAssertEqual(String(decoding: try encoder.encode(trunk), as: UTF8.self), #"{"mode":"trunk","native":5,"trunks":[10,20]}"#)
+        XCTAssertEqual(String(decoding: try encoder.encode(bare), as: UTF8.self), #"{"mode":"trunk","trunks":[7]}"#)
+        for m in [access, trunk, bare] {
+            XCTAssertEqual(try JSONDecoder().decode(VLANMode.self, from: encoder.encode(m)), m)
+        }
+        XCTAssertThrowsError(try JSONDecoder().decode(VLANMode.self, from: Data(#"{"mode":"hybrid"}"#.utf8)))
     }
 }
