@@ -46,6 +46,9 @@ done
 
 WORK=$(mktemp -d /tmp/usd-demo.XXXXXX)
 export USERSWITCH_SOCKET="$WORK/userswitchd.sock"
+# The demo's switch keeps its configuration in the lab's own directory, never the host's
+# /var/lib/userswitch/config.json: each run starts from an empty switch.
+export USERSWITCH_CONFIG="$WORK/config.json"
 DAEMON_PID=""
 TCPDUMP_PID=""
 
