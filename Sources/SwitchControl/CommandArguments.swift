@@ -27,7 +27,10 @@ public struct PortArguments: Equatable, Sendable {
         self.vlan = vlan
     }
 
-    public static let keys = ["tag", "trunks", "native", "type"]
+    public static let keys = ["tag", "trunks", "native", "type", "mac", "ip", "anti-spoofing"]
+
+    /// The guest's addresses (`mac=M[,M]`, `ip="A B"`, `anti-spoofing=on|off`), nil when none given.
+    public var addresses: PortAddressInfo? = nil
 
     /// Parses `add-port BRIDGE-OR-SPEC IFACE [WORDS...]`' first and last parts. `bridgeOrSpec` is a
     /// bridge name or a Xen spec `BRIDGE[.VLAN][:TRUNK[:TRUNK...]]`; `words` are `key=value`
@@ -64,7 +67,11 @@ public struct PortArguments: Equatable, Sendable {
                 throw CommandLineError(error.description)
             }
         }
-        return PortArguments(bridge: spec.bridge, type: type, vlan: vlan)
+        var p = PortArguments(bridge: spec.bridge, type: type, vlan: vlan)
+        if options["mac"] != nil || options["ip"] != nil || options["anti-spoofing"] != nil {
+            p.addresses = try CommandArguments.portAddresses(mac: options["mac"], ip: options["ip"], antiSpoofing: options["anti-spoofing"])
+        }
+        return p
     }
 }
 
@@ -100,7 +107,46 @@ public enum CommandArguments {
     public static func addPort(bridge: String, port: String, words: [String]) throws(CommandLineError) -> ControlCommand {
         try checkInterfaceName(port)
         let p = try PortArguments.parse(bridge: bridge, words: words)
+        if let a = p.addresses {
+            return .addPortWithAddresses(bridge: p.bridge, port: port, type: p.type, vlan: p.vlan, addresses: a)
+        }
         return .addPort(bridge: p.bridge, port: port, type: p.type, vlan: p.vlan)
+    }
+
+    /// `set-port BRIDGE PORT [mac=M[,M...]] [ip="A B ..."] [anti-spoofing=on|off]`.
+    public static func setPort(bridge: String, port: String, words: [String]) throws(CommandLineError) -> ControlCommand {
+        let o = try KeyValueWords.parse(words, allowed: ["mac", "ip", "anti-spoofing"], what: "port property")
+        guard !o.isEmpty else { throw CommandLineError("set-port needs mac=, ip= or anti-spoofing=") }
+        let a = try portAddresses(mac: o["mac"], ip: o["ip"], antiSpoofing: o["anti-spoofing"])
+        return .setPort(bridge: bridge, port: port, macs: o["mac"] == nil ? nil : a.macs,
+                        ips: o["ip"] == nil ? nil : a.ips, antiSpoofing: a.antiSpoofing)
+    }
+
+    /// Guest addresses from `mac=`, `ip=` and `anti-spoofing=` values; `none` clears a list.
+    public static func portAddresses(mac: String?, ip: String?, antiSpoofing: String?) throws(CommandLineError) -> PortAddressInfo {
+        var a = PortAddressInfo()
+        if let mac, mac != "none" {
+            for m in mac.split(whereSeparator: { $0 == "," || $0 == " " }) {
+                let parsed = try parseMAC(String(m))
+                guard !parsed.isMulticast, !parsed.isZero else {
+                    throw CommandLineError("invalid guest MAC '\(m)': must be a unicast, non-zero address")
+                }
+                a.macs.append(parsed)
+            }
+        }
+        if let ip, ip != "none" {
+            let p = PortAddresses.parseIPs([ip])
+            if let bad = p.bad { throw CommandLineError("invalid IP address '\(bad)': expected A.B.C.D[/N] or an IPv6 address[/N]") }
+            a.ips = p.v4.map(\.description) + p.v6.map(\.description)
+        }
+        if let s = antiSpoofing {
+            switch s {
+            case "on", "yes", "true": a.antiSpoofing = true
+            case "off", "no", "false": a.antiSpoofing = false
+            default: throw CommandLineError("invalid anti-spoofing '\(s)': expected on or off")
+            }
+        }
+        return a
     }
 
     /// `fdb-add BRIDGE MAC PORT [vlan=N]`; the VLAN defaults to 1.

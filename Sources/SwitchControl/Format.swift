@@ -21,11 +21,15 @@ public enum Format {
             }
             for (i, port) in ports.enumerated() {
                 rows.append([i == 0 ? bridge.name : "", i == 0 ? String(bridge.ageingSeconds) : "",
-                             port.name, port.type.rawValue, port.vlan.summary, port.state])
+                             port.name, port.type.rawValue, port.vlan.summary, port.state,
+                             port.antiSpoofing == true ? "on" : "off"])
             }
         }
-        return table(header: ["bridge name", "ageing", "port", "type", "vlan", "state"], rows: rows,
-                     rightAligned: [])
+        // The anti-spoofing column (docs/filtering.md) appears once any port enforces its addresses.
+        let guarded = bridges.contains { $0.ports.contains { $0.antiSpoofing == true } }
+        if !guarded { rows = rows.map { $0.count == 7 ? Array($0.prefix(6)) : $0 } }
+        return table(header: ["bridge name", "ageing", "port", "type", "vlan", "state"] + (guarded ? ["anti-spoofing"] : []),
+                     rows: rows, rightAligned: [])
     }
 
     /// `brctl showmacs` style: port number, port name, VLAN, MAC, static or learned, age.

@@ -31,6 +31,57 @@ public enum ControlCommand: Codable, Sendable, Equatable {
     case setAgeing(bridge: String, seconds: UInt32)
     /// Counters of every bridge (bridge nil), one bridge, or one port (found in any bridge).
     case stats(bridge: String?, port: String?)
+    /// Records (or, with nil, forgets) who is behind a port; vif-userswitch sets it from xenstore.
+    case setPortGuest(bridge: String, port: String, guest: GuestInfo?)
+    /// Brings the running switch to this configuration (userswitchctl apply FILE).
+    case apply(SwitchConfiguration)
+    /// The running configuration, as it would be saved.
+    case configuration
+    // Filtering (Daemon+Filter.swift). `bridge` nil: the only bridge there is.
+    /// One ebtables command as its words (`-A FORWARD -i vif1.0 -s ! 00:16:3e:00:00:01 -j DROP`).
+    case filter(bridge: String?, arguments: [String])
+    /// The filter table in ebtables-save format (with `-c PACKETS BYTES` when `counters`).
+    case filterSave(bridge: String?, counters: Bool)
+    /// Replaces the whole filter table with ebtables-save text, atomically.
+    case filterRestore(bridge: String?, text: String)
+    /// Sets a port's guest MACs, IP addresses (`10.0.0.5`, `10.0.1.0/24`, `2001:db8::5`) and
+    /// anti-spoofing (nil: on when it has an address); a nil list leaves that list unchanged.
+    case setPort(bridge: String, port: String, macs: [MACAddress]?, ips: [String]?, antiSpoofing: Bool?)
+    /// add-port with the guest's addresses (`mac=`, `ip=`, `anti-spoofing=`): enforced from the
+    /// port's first frame.
+    case addPortWithAddresses(bridge: String, port: String, type: PortType, vlan: VLANMode, addresses: PortAddressInfo)
+}
+
+/// A port's guest addresses and anti-spoofing setting, as the control protocol carries them.
+public struct PortAddressInfo: Codable, Sendable, Equatable {
+    public var macs: [MACAddress]
+    public var ips: [String]
+    /// nil: on when the port has any address.
+    public var antiSpoofing: Bool?
+    public init(macs: [MACAddress] = [], ips: [String] = [], antiSpoofing: Bool? = nil) {
+        self.macs = macs; self.ips = ips; self.antiSpoofing = antiSpoofing
+    }
+}
+
+/// The guest behind a port (a Xen domain's vif): shown by `show`, saved with the configuration.
+public struct GuestInfo: Codable, Sendable, Equatable {
+    public var name: String?
+    public var uuid: String?
+    public var mac: MACAddress?
+    /// Addresses, optionally with a prefix length (`10.0.0.5`, `10.0.1.0/24`).
+    public var ips: [String]
+    public init(name: String? = nil, uuid: String? = nil, mac: MACAddress? = nil, ips: [String] = []) {
+        self.name = name; self.uuid = uuid; self.mac = mac; self.ips = ips
+    }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case name, uuid, mac, ips }
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, allowed: CodingKeys.allCases.map(\.rawValue), in: "a guest")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decodeIfPresent(String.self, forKey: .name)
+        uuid = try c.decodeIfPresent(String.self, forKey: .uuid)
+        mac = try c.decodeIfPresent(MACAddress.self, forKey: .mac)
+        ips = try c.decodeIfPresent([String].self, forKey: .ips) ?? []
+    }
 }
 
 public struct ControlRequest: Codable, Sendable, Equatable {
@@ -50,8 +101,14 @@ public struct PortInfo: Codable, Sendable, Equatable {
     public var vlan: VLANMode
     /// `up`, or `down` while its interface is missing (it re-attaches when the interface returns).
     public var state: String
-    public init(name: String, number: Int, type: PortType, vlan: VLANMode, state: String) {
+    /// The guest behind the port, when vif-userswitch (or setPortGuest) recorded one.
+    public var guest: GuestInfo?
+    /// Anti-spoofing in force on the port, and the addresses it allows (Daemon+Filter.swift).
+    public var antiSpoofing: Bool? = nil
+    public var addresses: PortAddressInfo? = nil
+    public init(name: String, number: Int, type: PortType, vlan: VLANMode, state: String, guest: GuestInfo? = nil) {
         self.name = name; self.number = number; self.type = type; self.vlan = vlan; self.state = state
+        self.guest = guest
     }
 }
 
@@ -111,6 +168,11 @@ public enum ControlResult: Codable, Sendable, Equatable {
     case show([BridgeInfo])
     case fdb([FDBEntryInfo])
     case stats([BridgeStats])
+    case configuration(SwitchConfiguration)
+    /// `filter -L`: chains, rules and counters.
+    case filterListing(FilterListing)
+    /// `filter-save`: ebtables-save text.
+    case filterText(String)
 }
 
 public struct ControlResponse: Codable, Sendable, Equatable {

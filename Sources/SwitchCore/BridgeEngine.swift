@@ -14,6 +14,13 @@
 //                  tag rewritten during that copy, then is kicked once.
 // Only then are the ingress frames given back to their port.
 //
+// Filtering (Filter/): anti-spoofing runs on ingress right after classification, before learning,
+// so a spoofed source never enters the FDB. The ebtables-style chains run in the forward stage per
+// (frame, egress port), after learning as in the kernel bridge: OUTPUT when the frame comes from
+// the bridge's own port (a TAP port), INPUT when it goes to one, FORWARD otherwise. The compiled
+// FilterProgram and AntiSpoofTable are immutable snapshots replaced between batches; with no
+// rules and no enforced port they are nil and cost one branch per batch.
+//
 // Every frame received is counted on its port; every frame that does not leave is counted under
 // exactly one DropReason. Flooded copies are counted per egress port.
 //
@@ -85,6 +92,17 @@ public final class BridgeEngine<Port: FramePort> {
     public private(set) var portNames: [String?]
     public private(set) var portModes: [VLANMode?]
 
+    // Filtering (Filter/): the rule set as the user sees it, its compiled form (nil: no rules),
+    // per-port guest addresses and their compiled table (nil: nothing enforced).
+    /// The bridge's name, for --logical-in/--logical-out.
+    public var bridgeName: String = ""
+    public private(set) var filterRules = FilterRuleSet()
+    public private(set) var filterProgram: FilterProgram?
+    public private(set) var portAddresses: [PortAddresses?]
+    public private(set) var antiSpoofTable: AntiSpoofTable?
+    /// Ports that are the bridge's own port (TAP): frames to them pass INPUT, from them OUTPUT.
+    let local: UnsafeMutablePointer<Bool>
+
     public init(settings: BridgeSettings = BridgeSettings(), maxPorts: Int = 1024) {
         precondition(maxPorts >= 1 && maxPorts <= Int(UInt16.max))
         self.maxPorts = maxPorts
@@ -105,12 +123,14 @@ public final class BridgeEngine<Port: FramePort> {
         devices = Array(repeating: nil, count: maxPorts)
         portNames = Array(repeating: nil, count: maxPorts)
         portModes = Array(repeating: nil, count: maxPorts)
+        portAddresses = Array(repeating: nil, count: maxPorts)
+        local = .allocate(capacity: maxPorts); local.initialize(repeating: false, count: maxPorts)
     }
 
     deinit {
         kind.deallocate(); pvid.deallocate(); up.deallocate(); members.deallocate()
         active.deallocate(); egress.deallocate(); egressCount.deallocate()
-        counters.deallocate(); drops.deallocate()
+        counters.deallocate(); drops.deallocate(); local.deallocate()
     }
 
     // MARK: configuration (dataplane thread, between batches)
@@ -127,6 +147,7 @@ public final class BridgeEngine<Port: FramePort> {
         devices[i] = device
         up[i] = device != nil
         rebuildActive()
+        recompileFilter()
         return i
     }
 
@@ -144,7 +165,41 @@ public final class BridgeEngine<Port: FramePort> {
         up[i] = false
         (members + i * 64).update(repeating: 0, count: 64)
         rebuildActive()
+        local[i] = false
+        if portAddresses[i] != nil { setPortAddresses(i, nil) }
+        recompileFilter()
         return d
+    }
+
+    // MARK: filtering (dataplane thread, between batches)
+
+    /// Marks a port as the bridge's own port (a TAP port): INPUT/OUTPUT instead of FORWARD.
+    public func setLocal(_ i: Int, _ isLocal: Bool) { local[i] = isLocal }
+    public func isLocal(_ i: Int) -> Bool { local[i] }
+
+    /// The rule set in force, with the dataplane's counters.
+    public var currentFilterRules: FilterRuleSet {
+        var s = filterRules
+        if let p = filterProgram, p.ruleCount == s.ruleCount { s.setFlatCounters(p.counters) }
+        return s
+    }
+
+    /// Replaces the whole rule set (compiled here; the next batch sees only the new one).
+    public func setFilter(_ rules: FilterRuleSet) {
+        filterRules = rules
+        filterProgram = rules.isEmpty ? nil : FilterProgram(rules, portNames: portNames, bridgeName: bridgeName)
+    }
+
+    /// Port names changed: compile again, keeping the counters.
+    func recompileFilter() {
+        if filterProgram != nil { setFilter(currentFilterRules) }
+    }
+
+    /// Sets (nil: clears) the guest addresses of port `i` and whether they are enforced.
+    public func setPortAddresses(_ i: Int, _ addresses: PortAddresses?) {
+        portAddresses[i] = addresses
+        let table = AntiSpoofTable(portAddresses)
+        antiSpoofTable = table.anyEnforced ? table : nil
     }
 
     /// Changes a port's VLAN mode; its learned addresses are forgotten (they were learned in
@@ -241,6 +296,7 @@ public final class BridgeEngine<Port: FramePort> {
         let n = batch.count
         if n == 0 { return }
         classify(from: p, count: n)
+        if let guardTable = antiSpoofTable, guardTable.isEnforced(p) { checkSources(from: p, count: n, guardTable) }
         learn(from: p, count: n, now: now)
         forward(from: p, count: n)
         transmit()
@@ -297,6 +353,34 @@ public final class BridgeEngine<Port: FramePort> {
         counters[p].rxBytes &+= rxBytes
     }
 
+    /// Anti-spoofing of an enforced port: frames its guest may not send are dropped before
+    /// learning.
+    func checkSources(from p: Int, count n: Int, _ table: AntiSpoofTable) {
+        let frames = batch.frames, lengths = batch.lengths, vlans = batch.vlan, tags = batch.tagLength
+        for i in 0..<n where vlans[i] != 0 {
+            if let reason = table.violation(port: p, frame: frames[i], length: Int(lengths[i]), l3: 12 &+ Int(tags[i])) {
+                vlans[i] = 0
+                drop(reason)
+            }
+        }
+    }
+
+    /// The filter's verdict for frame `i` from port `p` to port `q`.
+    @inline(__always)
+    func filterAllows(_ prog: FilterProgram, _ i: Int, _ p: Int, _ q: Int) -> Bool {
+        let f = UnsafeRawPointer(batch.frames[i]), len = Int(batch.lengths[i]), tag = Int(batch.tagLength[i])
+        if local[p] {
+            if prog.outputIsTrivial { return true }
+            return prog.allows(chain: FilterProgram.output, frame: f, length: len, tagLength: tag, inPort: -1, outPort: q)
+        }
+        if local[q] {
+            if prog.inputIsTrivial { return true }
+            return prog.allows(chain: FilterProgram.input, frame: f, length: len, tagLength: tag, inPort: p, outPort: -1)
+        }
+        if prog.forwardIsTrivial { return true }
+        return prog.allows(chain: FilterProgram.forward, frame: f, length: len, tagLength: tag, inPort: p, outPort: q)
+    }
+
     func learn(from p: Int, count n: Int, now: UInt32) {
         let frames = batch.frames, vlans = batch.vlan
         let port = UInt16(truncatingIfNeeded: p)
@@ -308,6 +392,7 @@ public final class BridgeEngine<Port: FramePort> {
     func forward(from p: Int, count n: Int) {
         let frames = batch.frames, vlans = batch.vlan, pcps = batch.pcp, tags = batch.tagLength
         let stride = settings.batchSize
+        let prog = filterProgram
         for i in 0..<n {
             let vlan = vlans[i]
             if vlan == 0 { continue }
@@ -323,6 +408,7 @@ public final class BridgeEngine<Port: FramePort> {
                 if q >= 0 {
                     if q == p { drop(.sameSegment); continue }
                     if !up[q] || !isMember(q, vlan) { drop(.egressPortDown); continue }
+                    if let prog, !filterAllows(prog, i, p, q) { drop(.filtered); continue }
                     let c = Int(egressCount[q])
                     egress[q &* stride &+ c] = EgressEntry(frame: UInt16(truncatingIfNeeded: i),
                                                           tci: pvid[q] == vlan ? 0 : tciBase)
@@ -331,17 +417,18 @@ public final class BridgeEngine<Port: FramePort> {
                 }
             }
             // Flood within the VLAN, never back out of the ingress port.
-            var copies = 0
+            var copies = 0, filtered = 0
             for a in 0..<activeCount {
                 let q = Int(active[a])
                 if q == p || !up[q] || !isMember(q, vlan) { continue }
+                if let prog, !filterAllows(prog, i, p, q) { filtered += 1; continue }
                 let c = Int(egressCount[q])
                 egress[q &* stride &+ c] = EgressEntry(frame: UInt16(truncatingIfNeeded: i),
                                                       tci: pvid[q] == vlan ? 0 : tciBase)
                 egressCount[q] = Int32(c + 1)
                 copies += 1
             }
-            if copies == 0 { drop(.noEgressPort) }
+            if copies == 0 { drop(filtered > 0 ? .filtered : .noEgressPort) }
         }
     }
 

@@ -25,6 +25,18 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case txQueueFull
     /// The port's ring slot was too small for the frame (counted by the port backend).
     case truncated
+    /// An ebtables-style filter rule or chain policy (INPUT, FORWARD, OUTPUT) dropped it.
+    case filtered
+    /// Anti-spoofing: the source MAC is not one the port's guest may use.
+    case spoofedSourceMAC
+    /// Anti-spoofing: an IPv4/IPv6 source address the port's guest may not use.
+    case spoofedSourceIP
+    /// Anti-spoofing: ARP with a sender MAC or IP the port's guest may not use.
+    case spoofedARP
+    /// Anti-spoofing: a router advertisement sent by a guest.
+    case rogueRouterAdvertisement
+    /// Anti-spoofing: a DHCP (or DHCPv6) server reply sent by a guest.
+    case rogueDHCPServer
 
     public var name: String {
         switch self {
@@ -39,6 +51,12 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .egressPortDown: return "egress-port-down"
         case .txQueueFull: return "tx-queue-full"
         case .truncated: return "truncated"
+        case .filtered: return "filtered"
+        case .spoofedSourceMAC: return "spoofed-source-mac"
+        case .spoofedSourceIP: return "spoofed-source-ip"
+        case .spoofedARP: return "spoofed-arp"
+        case .rogueRouterAdvertisement: return "rogue-router-advertisement"
+        case .rogueDHCPServer: return "rogue-dhcp-server"
         }
     }
 }

@@ -58,7 +58,9 @@ struct UserSwitchCtl: ParsableCommand {
         abstract: "Configure and inspect the userswitch userspace Ethernet switch.",
         discussion: "Talks to userswitchd over its control socket (root only). See docs/usage.md.",
         subcommands: [AddBridge.self, DelBridge.self, AddPort.self, DelPort.self, Show.self, FDB.self,
-                      FDBAdd.self, FDBDel.self, SetAgeing.self, Stats.self])
+                      FDBAdd.self, FDBDel.self, SetAgeing.self, Stats.self,
+                      Apply.self, ShowConfig.self, SetPortGuest.self,
+                      Filter.self, FilterSave.self, FilterRestore.self, SetPort.self]) // FilterCommands.swift
 }
 
 struct AddBridge: ParsableCommand {
@@ -225,5 +227,87 @@ struct Stats: ParsableCommand {
             throw fail("userswitchd sent no statistics")
         }
         emit(json ? try Format.json(stats) : Format.stats(stats, allDrops: allDrops))
+    }
+}
+
+// MARK: durable configuration (docs/configuration.md)
+
+struct Apply: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Bring the running switch to a configuration file (all or nothing).",
+        discussion: """
+        FILE is a JSON configuration (docs/configuration.md; `userswitchctl show-config` prints the \
+        running one). It is checked here first, with the place of any mistake; then the daemon \
+        changes only what differs, and returns to the previous state if a step fails.
+        """)
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: ArgumentHelp("Configuration file, or - for stdin.", valueName: "file")) var file: String
+
+    func run() throws {
+        let data: Data
+        if file == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let d = FileManager.default.contents(atPath: file) else { throw fail("cannot read \(file)") }
+            data = d
+        }
+        let config: SwitchConfiguration
+        do throws(ConfigurationError) {
+            config = try ConfigStore.decode(data, source: file == "-" ? "stdin" : file)
+        } catch {
+            throw fail(error.message)
+        }
+        _ = try perform(.apply(config), global)
+    }
+}
+
+struct ShowConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show-config",
+        abstract: "Print the running configuration as JSON (what the daemon saves; input for apply).")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        guard case .configuration(let config) = try perform(.configuration, global) else {
+            throw fail("userswitchd sent no configuration")
+        }
+        FileHandle.standardOutput.write(ConfigStore.encode(config))
+    }
+}
+
+struct SetPortGuest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set-port-guest",
+        abstract: "Record the guest behind a port (shown by show --json, saved).",
+        discussion: """
+        OPTIONS: name=GUEST uuid=UUID mac=MAC ip=A[,B...] (addresses may carry /PREFIX). Without \
+        options the record is removed. vif-userswitch sets it from the guest's xenstore keys.
+        """)
+    @OptionGroup var global: GlobalOptions
+    @Argument var bridge: String
+    @Argument(help: ArgumentHelp(valueName: "iface")) var port: String
+    @Argument(help: ArgumentHelp("name=, uuid=, mac=, ip=", valueName: "options")) var options: [String] = []
+
+    func validate() throws { _ = try request() }
+
+    func request() throws -> ControlCommand {
+        let words = try usage { () throws(CommandLineError) in
+            try KeyValueWords.parse(options, allowed: ["name", "uuid", "mac", "ip"], what: "guest option")
+        }
+        if words.isEmpty { return .setPortGuest(bridge: bridge, port: port, guest: nil) }
+        var guest = GuestInfo(name: words["name"], uuid: words["uuid"])
+        if let m = words["mac"] {
+            guest.mac = try usage { () throws(CommandLineError) in try CommandArguments.parseMAC(m) }
+        }
+        if let ips = words["ip"] {
+            guest.ips = ips.split(separator: ",").map(String.init)
+        }
+        do throws(ConfigurationError) { try guest.validate() } catch { throw ValidationError(error.message) }
+        return .setPortGuest(bridge: bridge, port: port, guest: guest)
+    }
+
+    func run() throws {
+        _ = try perform(try request(), global)
     }
 }

@@ -19,8 +19,16 @@ import SwitchIO
 
 final class Daemon: ControlHandler, @unchecked Sendable {
     let logger: Logger
-    private let lock = NSLock()
-    private var bridges: [String: BridgeRunner] = [:]
+    let lock = NSLock()
+    var bridges: [String: BridgeRunner] = [:]
+    /// Durable configuration (Daemon+Config.swift): saved after every successful change; nil in
+    /// tests that run without a file.
+    var configStore: ConfigStore?
+    /// Port name -> the guest behind it (port names are unique across bridges).
+    var portGuests: [String: GuestInfo] = [:]
+    /// Restore and apply add ports whose interface does not exist yet (down until it appears);
+    /// an interactive add-port refuses them, as a typo is more likely than a guest not yet there.
+    var allowMissingInterfaces = false
 
     init(logger: Logger) { self.logger = logger }
 
@@ -28,7 +36,8 @@ final class Daemon: ControlHandler, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         do {
-            let r = try execute(request.command)
+            var r = try execute(request.command)
+            r = try afterCommand(request.command, r) // Daemon+Config.swift: guests in show, save
             return .success(r)
         } catch let e as CommandError {
             logger.debug("command refused: \(e.message)")
@@ -80,8 +89,13 @@ final class Daemon: ControlHandler, @unchecked Sendable {
         return nil
     }
 
-    private func execute(_ command: ControlCommand) throws -> ControlResult {
+    func execute(_ command: ControlCommand) throws -> ControlResult {
         switch command {
+        case .setPortGuest, .apply, .configuration:
+            return try executeConfigCommand(command) // Daemon+Config.swift
+        case .filter, .filterSave, .filterRestore, .setPort, .addPortWithAddresses:
+            return try executeFilterCommand(command) // Daemon+Filter.swift
+
         case .addBridge(let name, let ageing, let capacity):
             guard Daemon.validBridgeName(name) else {
                 throw CommandError("invalid bridge name '\(name)': use 1-15 letters, digits, '-' or '_'")
@@ -114,12 +128,17 @@ final class Daemon: ControlHandler, @unchecked Sendable {
             guard Daemon.validInterfaceName(port) else { throw CommandError("invalid interface name '\(port)'") }
             try validate(vlan)
             if let b = bridgeHolding(port: port) { throw CommandError("port '\(port)' is already on bridge '\(b)'") }
-            let device: SwitchPort
+            let device: SwitchPort?
             switch type {
             case .system:
-                guard if_nametoindex(port) != 0 else { throw CommandError("no such network interface '\(port)'") }
-                do { device = .packet(try PacketSocketPort(interface: port)) } catch {
-                    throw CommandError("cannot attach '\(port)': \(error)")
+                if if_nametoindex(port) == 0 {
+                    // Restore/apply: the port waits down; BridgeRunner.checkPorts attaches it later.
+                    guard allowMissingInterfaces else { throw CommandError("no such network interface '\(port)'") }
+                    device = nil
+                } else {
+                    do { device = .packet(try PacketSocketPort(interface: port)) } catch {
+                        throw CommandError("cannot attach '\(port)': \(error)")
+                    }
                 }
             case .tap:
                 guard if_nametoindex(port) == 0 else {
@@ -133,11 +152,12 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                 do throws(BridgeError) {
                     let i = try runner.engine.addPort(name: port, mode: vlan, device: device)
                     runner.portTypes[i] = type
+                    runner.engine.setLocal(i, type == .tap) // the bridge's own port for INPUT/OUTPUT
                     return .success(i)
                 } catch { return .failure(error) }
             }
             if case .failure(let e) = result {
-                device.close()
+                device?.close()
                 throw CommandError("cannot add port '\(port)' to '\(bridge)': \(e)")
             }
             logger.info("port \(port) added to \(bridge) (\(type.rawValue), \(vlan.summary))")
@@ -164,8 +184,8 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                 bridges[name]!.sync { runner -> BridgeInfo in
                     let e = runner.engine
                     let ports = e.portIndices.map { i in
-                        PortInfo(name: e.portNames[i]!, number: i + 1, type: runner.portTypes[i] ?? .system,
-                                 vlan: e.portModes[i]!, state: e.isUp(i) ? "up" : "down")
+                        Daemon.withAddresses(PortInfo(name: e.portNames[i]!, number: i + 1, type: runner.portTypes[i] ?? .system,
+                                 vlan: e.portModes[i]!, state: e.isUp(i) ? "up" : "down"), e, i) // Daemon+Filter.swift
                     }
                     return BridgeInfo(name: name, ageingSeconds: e.settings.ageingMilliseconds / 1000,
                                       fdbCapacity: e.settings.fdbCapacity, ports: ports)

@@ -1,0 +1,391 @@
+// FilterRule: the rule model of the ebtables-compatible filter (table `filter`).
+//
+// A rule set has the three built-in chains of ebtables' filter table and any number of user
+// chains. The meaning of every field follows the Linux kernel's ebtables (net/bridge/netfilter/
+// ebtables.c and the ebt_ip, ebt_ip6, ebt_arp, ebt_vlan, ebt_among matches), so that a rule set
+// written for a Xen host's kernel bridge behaves the same here:
+//   - INPUT sees frames going to the bridge's own port (here: a TAP port), FORWARD bridged frames
+//     between two other ports, OUTPUT frames the bridge's own port sends. FORWARD and OUTPUT are
+//     evaluated once per (frame, egress port), as the kernel does for each copy of a flood.
+//   - The first rule whose matches all hold takes its target; CONTINUE goes on with the next rule,
+//     RETURN goes back to the rule after the jump, a jump enters a user chain. Falling off the end
+//     of a chain applies its policy; a user chain's default policy is RETURN.
+//   - A matching rule counts one packet and the frame's length without its Ethernet header (and
+//     without an 802.1Q tag), as the kernel counts skb->len at the bridge hooks.
+//   - ARP, IPv4 and IPv6 fields are only looked at when the frame's ethertype says so (a rule
+//     with such a match must carry `-p ARP|RARP`, `-p IPv4` or `-p IPv6`), and a frame too short
+//     to hold the header does not match.
+// The model is plain values; FilterProgram compiles it into the form the dataplane runs.
+
+/// A match value with ebtables' `!` inversion.
+public struct Negatable<Value: Equatable & Sendable>: Equatable, Sendable {
+    public var value: Value
+    public var inverted: Bool
+    public init(_ value: Value, inverted: Bool = false) { self.value = value; self.inverted = inverted }
+}
+
+/// An interface name as `-i`/`-o`/`--logical-in`/`--logical-out` take it: a trailing `+` matches
+/// every name that starts with the part before it.
+public struct InterfacePattern: Equatable, Sendable {
+    public var prefix: String
+    public var wildcard: Bool
+    public init(_ text: String) {
+        if text.hasSuffix("+") { prefix = String(text.dropLast()); wildcard = true } else { prefix = text; wildcard = false }
+    }
+    public func matches(_ name: String) -> Bool { wildcard ? name.hasPrefix(prefix) : name == prefix }
+    public var text: String { wildcard ? prefix + "+" : prefix }
+}
+
+/// A MAC address with a mask (all ones when none was given).
+public struct MACPattern: Equatable, Sendable {
+    public var address: MACAddress
+    public var mask: MACAddress
+    public init(address: MACAddress, mask: MACAddress = .broadcast) {
+        self.address = MACAddress(rawValue: address.rawValue & mask.rawValue)
+        self.mask = mask
+    }
+    @inlinable public func matches(_ mac: UInt64) -> Bool { (mac ^ address.rawValue) & mask.rawValue == 0 }
+
+    public static let unicast = MACPattern(address: .zero, mask: MACAddress(rawValue: 0x0100_0000_0000))
+    public static let multicast = MACPattern(address: MACAddress(rawValue: 0x0100_0000_0000), mask: MACAddress(rawValue: 0x0100_0000_0000))
+    public static let broadcast = MACPattern(address: .broadcast, mask: .broadcast)
+    public static let bga = MACPattern(address: MACAddress(rawValue: 0x0180_C200_0000), mask: .broadcast)
+
+    public var text: String {
+        switch self {
+        case .unicast: return "Unicast"
+        case .multicast: return "Multicast"
+        case .broadcast where mask == .broadcast: return "Broadcast"
+        case .bga: return "BGA"
+        default: return mask == .broadcast ? address.description : "\(address)/\(mask)"
+        }
+    }
+}
+
+/// An IPv4 address with a prefix mask, host order.
+public struct IPv4Prefix: Hashable, Sendable, CustomStringConvertible {
+    public var address: UInt32
+    public var mask: UInt32
+    public init(address: UInt32, mask: UInt32 = 0xFFFF_FFFF) { self.address = address & mask; self.mask = mask }
+    @inlinable public func contains(_ a: UInt32) -> Bool { a & mask == address }
+
+    /// `A.B.C.D`, `A.B.C.D/N` or `A.B.C.D/M.M.M.M`.
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let a = IPv4Prefix.parseAddress(parts[0]) else { return nil }
+        var mask: UInt32 = 0xFFFF_FFFF
+        if parts.count == 2 {
+            if let n = Int(parts[1]), (0...32).contains(n), parts[1].allSatisfy(\.isNumber) {
+                mask = n == 0 ? 0 : ~UInt32(0) << UInt32(32 - n)
+            } else if let m = IPv4Prefix.parseAddress(parts[1]) {
+                mask = m
+            } else { return nil }
+        }
+        self.init(address: a, mask: mask)
+    }
+
+    public static func parseAddress(_ text: some StringProtocol) -> UInt32? {
+        let octets = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4 else { return nil }
+        var v: UInt32 = 0
+        for o in octets {
+            guard !o.isEmpty, o.count <= 3, o.allSatisfy(\.isNumber), let b = UInt8(o) else { return nil }
+            v = v << 8 | UInt32(b)
+        }
+        return v
+    }
+
+    public static func format(_ a: UInt32) -> String { "\(a >> 24).\(a >> 16 & 255).\(a >> 8 & 255).\(a & 255)" }
+
+    public var description: String {
+        if mask == 0xFFFF_FFFF { return IPv4Prefix.format(address) }
+        if mask == 0 { return IPv4Prefix.format(address) + "/0" }
+        let n = mask.nonzeroBitCount
+        if mask == ~UInt32(0) << UInt32(32 - n) { return IPv4Prefix.format(address) + "/\(n)" }
+        return IPv4Prefix.format(address) + "/" + IPv4Prefix.format(mask)
+    }
+}
+
+/// A 128-bit IPv6 address as two words (high first) with a prefix mask.
+public struct IPv6Prefix: Hashable, Sendable, CustomStringConvertible {
+    public var high: UInt64, low: UInt64
+    public var maskHigh: UInt64, maskLow: UInt64
+    public init(high: UInt64, low: UInt64, length: Int = 128) {
+        maskHigh = length >= 64 ? ~0 : (length == 0 ? 0 : ~UInt64(0) << UInt64(64 - length))
+        maskLow = length >= 128 ? ~0 : (length <= 64 ? 0 : ~UInt64(0) << UInt64(128 - length))
+        self.high = high & maskHigh
+        self.low = low & maskLow
+    }
+    @inlinable public func contains(high h: UInt64, low l: UInt64) -> Bool { h & maskHigh == high && l & maskLow == low }
+    public var length: Int { maskHigh.nonzeroBitCount + maskLow.nonzeroBitCount }
+
+    /// `ADDR` or `ADDR/N`, with `::` compression and an embedded IPv4 tail.
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        var length = 128
+        if parts.count == 2 {
+            guard parts[1].allSatisfy(\.isNumber), let n = Int(parts[1]), (0...128).contains(n) else { return nil }
+            length = n
+        }
+        guard let (h, l) = IPv6Prefix.parseAddress(String(parts[0])) else { return nil }
+        self.init(high: h, low: l, length: length)
+    }
+
+    public static func parseAddress(_ s: String) -> (UInt64, UInt64)? {
+        var groups: [UInt16] = []
+        var tailStart: Int? = nil
+        var halves: [String] = []
+        if let r = s.firstRange(of: "::") {
+            halves = [String(s[..<r.lowerBound]), String(s[r.upperBound...])]
+            if halves[1].contains("::") { return nil }
+        } else { halves = [s] }
+        guard halves.count <= 2 else { return nil }
+        func parseGroups(_ t: String) -> [UInt16]? {
+            if t.isEmpty { return [] }
+            var out: [UInt16] = []
+            let items = t.split(separator: ":", omittingEmptySubsequences: false)
+            for (k, g) in items.enumerated() {
+                if k == items.count - 1, g.contains("."), let v4 = IPv4Prefix.parseAddress(g) {
+                    out.append(UInt16(v4 >> 16)); out.append(UInt16(v4 & 0xFFFF))
+                } else {
+                    guard (1...4).contains(g.count), let v = UInt16(g, radix: 16) else { return nil }
+                    out.append(v)
+                }
+            }
+            return out
+        }
+        guard let head = parseGroups(halves[0]) else { return nil }
+        groups = head
+        if halves.count == 2 {
+            guard let tail = parseGroups(halves[1]), head.count + tail.count <= 7 else { return nil }
+            tailStart = 8 - tail.count
+            groups += Array(repeating: 0, count: 8 - head.count - tail.count) + tail
+        }
+        _ = tailStart
+        guard groups.count == 8 else { return nil }
+        var h: UInt64 = 0, l: UInt64 = 0
+        for k in 0..<4 { h = h << 16 | UInt64(groups[k]) }
+        for k in 4..<8 { l = l << 16 | UInt64(groups[k]) }
+        return (h, l)
+    }
+
+    public var description: String {
+        var g: [UInt16] = []
+        for k in 0..<4 { g.append(UInt16(truncatingIfNeeded: high >> UInt64(48 - 16 * k))) }
+        for k in 0..<4 { g.append(UInt16(truncatingIfNeeded: low >> UInt64(48 - 16 * k))) }
+        // Longest run of zero groups (2 or more) becomes "::" (RFC 5952).
+        var best = (start: -1, count: 0), k = 0
+        while k < 8 {
+            if g[k] == 0 {
+                var e = k
+                while e < 8 && g[e] == 0 { e += 1 }
+                if e - k > best.count && e - k >= 2 { best = (k, e - k) }
+                k = e
+            } else { k += 1 }
+        }
+        let hex = g.map { String($0, radix: 16) }
+        var s: String
+        if best.start >= 0 {
+            s = hex[0..<best.start].joined(separator: ":") + "::" + hex[(best.start + best.count)...].joined(separator: ":")
+        } else { s = hex.joined(separator: ":") }
+        return length == 128 ? s : s + "/\(length)"
+    }
+}
+
+/// An inclusive port range (`80`, `1024:65535`).
+public struct PortRange: Equatable, Sendable, CustomStringConvertible {
+    public var low: UInt16, high: UInt16
+    public init(_ low: UInt16, _ high: UInt16) { self.low = low; self.high = high }
+    public var description: String { low == high ? "\(low)" : "\(low):\(high)" }
+}
+
+/// One `--among-src`/`--among-dst` element: a MAC, optionally with the IPv4 address it must carry.
+public struct AmongEntry: Hashable, Sendable {
+    public var mac: MACAddress
+    public var ip: UInt32?
+    public init(mac: MACAddress, ip: UInt32? = nil) { self.mac = mac; self.ip = ip }
+    public var text: String { ip.map { "\(mac)=\(IPv4Prefix.format($0))" } ?? mac.description }
+}
+
+/// The ethertype a rule's `-p` names.
+public enum EtherTypeMatch: Equatable, Sendable {
+    case type(UInt16)
+    /// `LENGTH`: an 802.3 frame, whose type field is a length (< 0x0600).
+    case length
+}
+
+public enum FilterTarget: Equatable, Sendable {
+    case accept, drop, `continue`, `return`
+    case jump(String)
+
+    public var text: String {
+        switch self {
+        case .accept: return "ACCEPT"
+        case .drop: return "DROP"
+        case .continue: return "CONTINUE"
+        case .return: return "RETURN"
+        case .jump(let c): return c
+        }
+    }
+}
+
+/// A chain's policy: what happens to a frame that falls off its end.
+public enum FilterPolicy: String, Sendable, CaseIterable {
+    case accept = "ACCEPT", drop = "DROP", `return` = "RETURN"
+}
+
+public struct FilterRule: Equatable, Sendable {
+    public var inInterface: Negatable<InterfacePattern>?
+    public var outInterface: Negatable<InterfacePattern>?
+    public var logicalIn: Negatable<InterfacePattern>?
+    public var logicalOut: Negatable<InterfacePattern>?
+    public var source: Negatable<MACPattern>?
+    public var destination: Negatable<MACPattern>?
+    public var proto: Negatable<EtherTypeMatch>?
+    // 802.1Q (needs -p 802_1Q)
+    public var vlanID: Negatable<UInt16>?
+    public var vlanPriority: Negatable<UInt8>?
+    public var vlanEncapsulation: Negatable<UInt16>?
+    // ARP (needs -p ARP or RARP)
+    public var arpOpcode: Negatable<UInt16>?
+    public var arpHardwareType: Negatable<UInt16>?
+    public var arpProtocolType: Negatable<UInt16>?
+    public var arpIPSource: Negatable<IPv4Prefix>?
+    public var arpIPDestination: Negatable<IPv4Prefix>?
+    public var arpMACSource: Negatable<MACPattern>?
+    public var arpMACDestination: Negatable<MACPattern>?
+    /// `--arp-gratuitous`: sender IP == target IP.
+    public var arpGratuitous: Negatable<Bool>?
+    // IPv4 (needs -p IPv4)
+    public var ipSource: Negatable<IPv4Prefix>?
+    public var ipDestination: Negatable<IPv4Prefix>?
+    public var ipTOS: Negatable<UInt8>?
+    public var ipProtocol: Negatable<UInt8>?
+    public var ipSourcePort: Negatable<PortRange>?
+    public var ipDestinationPort: Negatable<PortRange>?
+    // IPv6 (needs -p IPv6)
+    public var ip6Source: Negatable<IPv6Prefix>?
+    public var ip6Destination: Negatable<IPv6Prefix>?
+    public var ip6TrafficClass: Negatable<UInt8>?
+    public var ip6Protocol: Negatable<UInt8>?
+    public var ip6SourcePort: Negatable<PortRange>?
+    public var ip6DestinationPort: Negatable<PortRange>?
+    // among
+    public var amongSource: Negatable<[AmongEntry]>?
+    public var amongDestination: Negatable<[AmongEntry]>?
+
+    public var target: FilterTarget = .continue
+
+    public init(target: FilterTarget = .continue) { self.target = target }
+
+    /// The rule as ebtables-save writes it (without `-A CHAIN`).
+    public var text: String {
+        var w: [String] = []
+        func add(_ option: String, _ value: String, _ inverted: Bool) {
+            w.append(option)
+            if inverted { w.append("!") }
+            w.append(value)
+        }
+        if let p = proto {
+            let name: String
+            switch p.value {
+            case .length: name = "LENGTH"
+            case .type(let t): name = EtherTypeNames.name(of: t) ?? "0x" + String(t, radix: 16)
+            }
+            add("-p", name, p.inverted)
+        }
+        if let s = source { add("-s", s.value.text, s.inverted) }
+        if let d = destination { add("-d", d.value.text, d.inverted) }
+        if let i = inInterface { add("-i", i.value.text, i.inverted) }
+        if let i = logicalIn { add("--logical-in", i.value.text, i.inverted) }
+        if let o = outInterface { add("-o", o.value.text, o.inverted) }
+        if let o = logicalOut { add("--logical-out", o.value.text, o.inverted) }
+        if let v = arpOpcode { add("--arp-op", ARPNames.opcodeName(v.value), v.inverted) }
+        if let v = arpHardwareType { add("--arp-htype", String(v.value), v.inverted) }
+        if let v = arpProtocolType { add("--arp-ptype", EtherTypeNames.name(of: v.value) ?? "0x" + String(v.value, radix: 16), v.inverted) }
+        if let v = arpIPSource { add("--arp-ip-src", v.value.description, v.inverted) }
+        if let v = arpIPDestination { add("--arp-ip-dst", v.value.description, v.inverted) }
+        if let v = arpMACSource { add("--arp-mac-src", v.value.text, v.inverted) }
+        if let v = arpMACDestination { add("--arp-mac-dst", v.value.text, v.inverted) }
+        if let v = arpGratuitous { if v.inverted { w += ["!", "--arp-gratuitous"] } else { w.append("--arp-gratuitous") } }
+        if let v = ipSource { add("--ip-src", v.value.description, v.inverted) }
+        if let v = ipDestination { add("--ip-dst", v.value.description, v.inverted) }
+        if let v = ipTOS { add("--ip-tos", "0x" + String(v.value, radix: 16), v.inverted) }
+        if let v = ipProtocol { add("--ip-proto", IPProtocolNames.name(of: v.value), v.inverted) }
+        if let v = ipSourcePort { add("--ip-sport", v.value.description, v.inverted) }
+        if let v = ipDestinationPort { add("--ip-dport", v.value.description, v.inverted) }
+        if let v = ip6Source { add("--ip6-src", v.value.description, v.inverted) }
+        if let v = ip6Destination { add("--ip6-dst", v.value.description, v.inverted) }
+        if let v = ip6TrafficClass { add("--ip6-tclass", "0x" + String(v.value, radix: 16), v.inverted) }
+        if let v = ip6Protocol { add("--ip6-proto", IPProtocolNames.name(of: v.value), v.inverted) }
+        if let v = ip6SourcePort { add("--ip6-sport", v.value.description, v.inverted) }
+        if let v = ip6DestinationPort { add("--ip6-dport", v.value.description, v.inverted) }
+        if let v = vlanID { add("--vlan-id", String(v.value), v.inverted) }
+        if let v = vlanPriority { add("--vlan-prio", String(v.value), v.inverted) }
+        if let v = vlanEncapsulation { add("--vlan-encap", EtherTypeNames.name(of: v.value) ?? "0x" + String(v.value, radix: 16), v.inverted) }
+        if let v = amongSource { add("--among-src", v.value.map(\.text).joined(separator: ","), v.inverted) }
+        if let v = amongDestination { add("--among-dst", v.value.map(\.text).joined(separator: ","), v.inverted) }
+        w += ["-j", target.text]
+        return w.joined(separator: " ")
+    }
+}
+
+/// One chain: built-in (INPUT, FORWARD, OUTPUT) or user-defined.
+public struct FilterChain: Equatable, Sendable {
+    public var name: String
+    public var policy: FilterPolicy
+    public var rules: [FilterRule]
+    /// Packet and byte counters per rule, parallel to `rules` (ebtables keeps them per rule).
+    public var counters: [FilterCounter]
+    public init(name: String, policy: FilterPolicy, rules: [FilterRule] = [], counters: [FilterCounter]? = nil) {
+        self.name = name; self.policy = policy; self.rules = rules
+        self.counters = counters ?? Array(repeating: FilterCounter(), count: rules.count)
+    }
+    public var isBuiltin: Bool { FilterRuleSet.builtinChains.contains(name) }
+}
+
+public struct FilterCounter: Equatable, Sendable {
+    public var packets: UInt64 = 0
+    public var bytes: UInt64 = 0
+    public init(packets: UInt64 = 0, bytes: UInt64 = 0) { self.packets = packets; self.bytes = bytes }
+}
+
+/// Ethertype names of /etc/ethertypes that ebtables accepts for `-p` and `--vlan-encap`.
+public enum EtherTypeNames {
+    public static let table: [(String, UInt16)] = [
+        ("IPv4", 0x0800), ("X25", 0x0805), ("ARP", 0x0806), ("FR_ARP", 0x0808), ("BPQ", 0x08FF),
+        ("DEC", 0x6000), ("DNA_DL", 0x6001), ("DNA_RC", 0x6002), ("DNA_RT", 0x6003), ("LAT", 0x6004),
+        ("DIAG", 0x6005), ("CUST", 0x6006), ("SCA", 0x6007), ("TEB", 0x6558), ("RAW_FR", 0x6559),
+        ("RARP", 0x8035), ("AARP", 0x80F3), ("ATALK", 0x809B), ("802_1Q", 0x8100), ("IPX", 0x8137),
+        ("NetBEUI", 0x8191), ("IPv6", 0x86DD), ("PPP", 0x880B), ("ATMMPOA", 0x884C),
+        ("PPP_DISC", 0x8863), ("PPP_SES", 0x8864), ("ATMFATE", 0x8884), ("LOOP", 0x9000),
+    ]
+    public static func value(of name: String) -> UInt16? {
+        table.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+    public static func name(of value: UInt16) -> String? { table.first { $0.1 == value }?.0 }
+}
+
+public enum IPProtocolNames {
+    public static let table: [(String, UInt8)] = [
+        ("icmp", 1), ("igmp", 2), ("tcp", 6), ("udp", 17), ("dccp", 33), ("ipv6-icmp", 58), ("icmpv6", 58),
+        ("gre", 47), ("esp", 50), ("ah", 51), ("sctp", 132), ("udplite", 136),
+    ]
+    public static func value(of name: String) -> UInt8? {
+        if let n = UInt8(name) { return n }
+        return table.first { $0.0 == name.lowercased() }?.1
+    }
+    public static func name(of value: UInt8) -> String { table.first { $0.1 == value }?.0 ?? String(value) }
+}
+
+public enum ARPNames {
+    public static let opcodes = ["Request", "Reply", "Request_Reverse", "Reply_Reverse", "DRARP_Request",
+                                 "DRARP_Reply", "DRARP_Error", "InARP_Request", "ARP_NAK"]
+    public static func opcodeName(_ v: UInt16) -> String {
+        (1...UInt16(opcodes.count)).contains(v) ? opcodes[Int(v) - 1] : String(v)
+    }
+    public static func opcode(_ name: String) -> UInt16? {
+        if let i = opcodes.firstIndex(where: { $0.lowercased() == name.lowercased() }) { return UInt16(i + 1) }
+        return UInt16(name)
+    }
+}

@@ -1,0 +1,129 @@
+// Daemon+Filter: the filter table (ebtables commands, save, restore) and the port properties that
+// drive anti-spoofing (guest MACs and IPs).
+//
+// A bridge's rule set lives in its engine. A command is applied to a copy taken on the dataplane
+// thread (with the dataplane's counters), validated there, and the new rule set is compiled and
+// installed in the same job between two batches: every frame sees the old rule set or the new
+// one, and a refused command leaves the rule set in force untouched. Restore parses the whole
+// text on the control thread first; only a valid rule set reaches the dataplane.
+//
+// ebtables has no bridge argument (its table is per host); here a rule set is per bridge, and a
+// command without `--bridge` acts on the only bridge there is.
+
+import SwitchControl
+import SwitchCore
+
+extension Daemon {
+    func executeFilterCommand(_ command: ControlCommand) throws -> ControlResult {
+        switch command {
+        case .filter(let bridge, let arguments):
+            let r = try filterRunner(bridge)
+            let parsed: FilterCommand
+            do { parsed = try FilterParser.parseCommand(arguments) } catch {
+                throw CommandError("ebtables syntax: \(error.description)")
+            }
+            let zeroing = isZeroingList(parsed)
+            let outcome: Result<FilterListing?, FilterError> = r.sync { runner in
+                var set = runner.engine.currentFilterRules
+                do throws(FilterError) {
+                    let listing = try set.apply(parsed)
+                    if parsed.isChange || zeroing {
+                        runner.engine.bridgeName = runner.name
+                        runner.engine.setFilter(set)
+                    }
+                    return .success(listing)
+                } catch { return .failure(error) }
+            }
+            switch outcome {
+            case .failure(let e): throw CommandError(e.description)
+            case .success(let listing):
+                if parsed.isChange { logger.info("filter \(r.name): \(arguments.joined(separator: " "))") }
+                return listing.map { .filterListing($0) } ?? .done
+            }
+
+        case .filterSave(let bridge, let counters):
+            let r = try filterRunner(bridge)
+            return .filterText(r.sync { $0.engine.currentFilterRules.saveText(counters: counters) })
+
+        case .filterRestore(let bridge, let text):
+            let r = try filterRunner(bridge)
+            let set: FilterRuleSet
+            do { set = try FilterRuleSet.restore(text: text) } catch {
+                throw CommandError("ebtables-save text: \(error.description)")
+            }
+            r.sync { runner in
+                runner.engine.bridgeName = runner.name
+                runner.engine.setFilter(set)
+            }
+            logger.info("filter \(r.name): restored \(set.ruleCount) rules in \(set.chains.count) chains")
+            return .done
+
+        case .setPort(let bridge, let port, let macs, let ips, let antiSpoofing):
+            guard let r = bridges[bridge] else { throw CommandError("no such bridge '\(bridge)'") }
+            let parsedIPs = try ips.map { try Daemon.parseAddresses($0) }
+            let err: String? = r.sync { runner in
+                let e = runner.engine
+                guard let i = e.portIndex(named: port) else { return "bridge '\(bridge)' has no port '\(port)'" }
+                var a = e.portAddresses[i] ?? PortAddresses()
+                if let macs { a.macs = macs }
+                if let p = parsedIPs { a.ipv4 = p.0; a.ipv6 = p.1 }
+                if let antiSpoofing { a.antiSpoofing = antiSpoofing }
+                e.setPortAddresses(i, a.isEmpty && a.antiSpoofing == nil ? nil : a)
+                return nil
+            }
+            if let err { throw CommandError(err) }
+            return .done
+
+        case .addPortWithAddresses(let bridge, let port, let type, let vlan, let info):
+            let ips = try Daemon.parseAddresses(info.ips)
+            for m in info.macs where m.isMulticast || m.isZero {
+                throw CommandError("invalid guest MAC \(m): must be a unicast, non-zero address")
+            }
+            _ = try execute(.addPort(bridge: bridge, port: port, type: type, vlan: vlan))
+            let addresses = PortAddresses(macs: info.macs, ipv4: ips.0, ipv6: ips.1, antiSpoofing: info.antiSpoofing)
+            bridges[bridge]?.sync { runner in
+                if let i = runner.engine.portIndex(named: port) { runner.engine.setPortAddresses(i, addresses) }
+            }
+            return .done
+
+        default:
+            throw CommandError("internal: not a filter command")
+        }
+    }
+
+    private func isZeroingList(_ c: FilterCommand) -> Bool {
+        if case .list(_, let o) = c { return o.zero }
+        return false
+    }
+
+    /// The bridge a filter command acts on: the named one, or the only one.
+    private func filterRunner(_ bridge: String?) throws -> BridgeRunner {
+        if let b = bridge {
+            guard let r = bridges[b] else { throw CommandError("no such bridge '\(b)'") }
+            return r
+        }
+        guard bridges.count == 1, let r = bridges.values.first else {
+            throw CommandError(bridges.isEmpty ? "there is no bridge"
+                               : "there are \(bridges.count) bridges: say which with --bridge (\(bridges.keys.sorted().joined(separator: ", ")))")
+        }
+        return r
+    }
+
+    static func parseAddresses(_ words: [String]) throws -> ([IPv4Prefix], [IPv6Prefix]) {
+        let p = PortAddresses.parseIPs(words)
+        if let bad = p.bad { throw CommandError("invalid IP address '\(bad)': expected A.B.C.D[/N] or an IPv6 address[/N]") }
+        return (p.v4, p.v6)
+    }
+
+    /// `show` fields of port `i`: its anti-spoofing and addresses.
+    static func withAddresses(_ info: PortInfo, _ engine: BridgeRunner.Engine, _ i: Int) -> PortInfo {
+        var info = info
+        if let a = engine.portAddresses[i] {
+            info.antiSpoofing = a.enforced
+            info.addresses = PortAddressInfo(macs: a.macs, ips: a.ipWords, antiSpoofing: a.antiSpoofing)
+        } else {
+            info.antiSpoofing = false
+        }
+        return info
+    }
+}
