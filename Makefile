@@ -4,7 +4,9 @@
 #   make build    release build of userswitchd and userswitchctl
 #   make demo     deps + build + a lab of network namespaces wired to the switch (tools/lab/demo.sh)
 #   make test     deps + debug build + every test target (integration tests need root)
-#   make install  binaries to $(DESTDIR)$(PREFIX)/sbin and $(DESTDIR)$(PREFIX)/bin
+#   make bench    benchmark lab: userswitch vs Linux bridge vs Open vSwitch (QUICK=1: a few minutes)
+#   make install  binaries to $(DESTDIR)$(PREFIX)/sbin and /bin, Xen hotplug scripts to
+#                 $(DESTDIR)$(XEN_SCRIPTS), the systemd unit, docs to $(DESTDIR)$(PREFIX)/share/doc/userswitch
 #   make clean    remove build products
 
 SHELL := /bin/bash
@@ -16,6 +18,10 @@ SWIFT ?= swift
 SWIFTFLAGS ?=
 PREFIX ?= /usr/local
 DESTDIR ?=
+XEN_SCRIPTS ?= /etc/xen/scripts
+SYSTEMD_UNIT_DIR ?= /etc/systemd/system
+DOC_DIR ?= $(PREFIX)/share/doc/userswitch
+DOCS = README.md $(wildcard docs/*.md)
 RELEASE_DIR = $(shell $(SWIFT) build $(SWIFTFLAGS) -c release --show-bin-path 2>/dev/null || echo .build/release)
 
 # Debian packages: build (libpcap, liburing), demo and integration tests (iproute2, ping,
@@ -23,7 +29,7 @@ RELEASE_DIR = $(shell $(SWIFT) build $(SWIFTFLAGS) -c release --show-bin-path 2>
 DEB_PACKAGES = libpcap-dev liburing-dev pkg-config iproute2 iputils-ping tcpdump iperf3 ethtool \
                python3 python3-scapy netsniff-ng
 
-.PHONY: all deps build demo test install uninstall clean
+.PHONY: all deps build demo test bench install uninstall clean
 
 all: build
 
@@ -56,13 +62,34 @@ test: deps
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests
 	USERSWITCH_INTEGRATION_REQUIRED=1 $(SWIFT) test $(SWIFTFLAGS)
 
+# Side-by-side measurements (tools/bench/README.md, docs/performance.md). QUICK=1 runs one short
+# round; BENCH_ARGS passes options to tools/bench/bench.py (e.g. --switches, --workloads).
+bench: deps build
+	USERSWITCH_BIN="$(RELEASE_DIR)" tools/bench/run.sh $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+# The unit's ExecStart names /usr/local/sbin; with another PREFIX it is rewritten on the way.
+# The saved configuration (/var/lib/userswitch) is never touched by install or uninstall.
 install: build
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(XEN_SCRIPTS) \
+	           $(DESTDIR)$(SYSTEMD_UNIT_DIR) $(DESTDIR)$(DOC_DIR)
 	install -m 0755 $(RELEASE_DIR)/userswitchd $(DESTDIR)$(PREFIX)/sbin/userswitchd
 	install -m 0755 $(RELEASE_DIR)/userswitchctl $(DESTDIR)$(PREFIX)/bin/userswitchctl
+	install -m 0755 tools/xen/vif-userswitch $(DESTDIR)$(XEN_SCRIPTS)/vif-userswitch
+	install -m 0755 tools/xen/network-userswitch $(DESTDIR)$(XEN_SCRIPTS)/network-userswitch
+	sed -e 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' -e 's|/usr/local/share/doc/userswitch|$(DOC_DIR)|g' \
+	    tools/systemd/userswitchd.service > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/userswitchd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/userswitchd.service
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOC_DIR)/
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
+	  systemctl daemon-reload; \
+	  echo "installed; enable with: systemctl enable --now userswitchd"; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/userswitchd $(DESTDIR)$(PREFIX)/bin/userswitchctl
+	rm -f $(DESTDIR)$(XEN_SCRIPTS)/vif-userswitch $(DESTDIR)$(XEN_SCRIPTS)/network-userswitch
+	rm -f $(DESTDIR)$(SYSTEMD_UNIT_DIR)/userswitchd.service
+	rm -rf $(DESTDIR)$(DOC_DIR)
 
 clean:
 	$(SWIFT) package clean || true

@@ -16,14 +16,17 @@ import SwitchIO
 
 func usage() -> Never {
     FileHandle.standardError.write(Data("""
-    usage: userswitchd [--socket PATH] [--log-level trace|debug|info|notice|warning|error|critical]
+    usage: userswitchd [--socket PATH] [--config PATH] [--log-level trace|debug|info|notice|warning|error|critical]
       --socket PATH   control socket (default: $USERSWITCH_SOCKET or \(defaultSocketPath))
+      --config PATH   saved configuration, restored at start and saved after every change
+                      (default: $USERSWITCH_CONFIG or \(defaultConfigPath))
 
     """.utf8))
     exit(2)
 }
 
 var socketOption: String? = nil
+var configOption: String? = nil
 var level = Logger.Level.info
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
@@ -31,6 +34,9 @@ while let a = args.popFirst() {
     case "--socket":
         guard let v = args.popFirst() else { usage() }
         socketOption = v
+    case "--config":
+        guard let v = args.popFirst() else { usage() }
+        configOption = v
     case "--log-level":
         guard let v = args.popFirst(), let l = Logger.Level(rawValue: v) else { usage() }
         level = l
@@ -59,6 +65,16 @@ sigaddset(&signals, SIGINT)
 pthread_sigmask(SIG_BLOCK, &signals, nil)
 
 let daemon = Daemon(logger: logger)
+// The saved configuration comes back before the socket is served, so no client ever sees a half
+// restored switch; a corrupt file stops the daemon here (systemd shows the message).
+let configStore = ConfigStore(path: resolveConfigPath(option: configOption))
+do {
+    try daemon.restore(from: configStore)
+} catch {
+    logger.critical("refusing to start: \(error.message)")
+    FileHandle.standardError.write(Data("userswitchd: refusing to start: \(error.message)\n".utf8))
+    exit(1)
+}
 let socketPath = resolveSocketPath(option: socketOption)
 let server: ControlServer
 do {

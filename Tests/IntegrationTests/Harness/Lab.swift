@@ -81,6 +81,8 @@ final class Lab {
     let prefix: String
     let workDirectory: URL
     let socketPath: String
+    /// The daemon's saved configuration: private to the lab, never the host's.
+    let configPath: String
     let bridge: String
     private(set) var guests: [String: Guest] = [:]
     private(set) var daemon: Process?
@@ -97,6 +99,7 @@ final class Lab {
         workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("usw-lab-\(prefix)-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: workDirectory, withIntermediateDirectories: true)
         socketPath = workDirectory.appendingPathComponent("ctl.sock").path
+        configPath = workDirectory.appendingPathComponent("config.json").path
         bridge = prefix + "br"
     }
 
@@ -172,7 +175,7 @@ final class Lab {
     /// Starts userswitchd with the lab's private socket and waits until it answers.
     func startDaemon() throws {
         precondition(daemon == nil)
-        let p = try Command.start(binary("userswitchd"), ["--socket", socketPath, "--log-level", "debug"],
+        let p = try Command.start(binary("userswitchd"), ["--socket", socketPath, "--config", configPath, "--log-level", "debug"],
                                   environment: ["USERSWITCH_SOCKET": socketPath], outputFile: daemonLog)
         daemon = p
         let answered = eventually(timeout: 15) {

@@ -1,0 +1,94 @@
+// tools/xen/network-userswitch on a host in a namespace: the "dom0" namespace runs its own
+// userswitchd and has a veth `eth0` as its NIC, whose other end sits in an "upstream" namespace
+// with the gateway. start must move the NIC's address and default route to the bridge's TAP port
+// (dom0 keeps reaching the gateway, now through the switch); stop must put them back.
+
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class XenNetworkTests: XCTestCase {
+    private var namespaces: [String] = []
+    private var daemon: Process?
+    private var work: URL?
+
+    override func tearDown() {
+        if let d = daemon { Command.stop(d, grace: 5) }
+        for ns in namespaces { _ = try? Command.run("ip", ["netns", "del", ns], timeout: 10) }
+        if let w = work { try? FileManager.default.removeItem(at: w) }
+        super.tearDown()
+    }
+
+    private func inside(_ ns: String, _ command: [String], environment: [String: String] = [:]) throws -> CommandResult {
+        try Command.run("ip", ["netns", "exec", ns] + command, environment: environment, timeout: 30)
+    }
+
+    @discardableResult
+    private func must(_ ns: String, _ command: [String], environment: [String: String] = [:]) throws -> String {
+        let r = try inside(ns, command, environment: environment)
+        guard r.succeeded else { throw HarnessError.failed("\(ns): \(command.joined(separator: " ")) -> \(r.status): \(r.output)") }
+        return r.output
+    }
+
+    func testStartMovesAddressAndRouteToTheBridgeAndStopMovesThemBack() throws {
+        let bin = try requireIntegrationPrerequisites()
+        let tag = "u\(getpid() % 100_000)n"
+        let host = tag + "-dom0", upstream = tag + "-up"
+        let w = FileManager.default.temporaryDirectory.appendingPathComponent("usw-net-\(tag)-\(UUID().uuidString.prefix(6))")
+        work = w
+        try FileManager.default.createDirectory(at: w, withIntermediateDirectories: true)
+        for ns in [host, upstream] {
+            namespaces.append(ns)
+            try Command.must("ip", ["netns", "add", ns])
+            try must(ns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+            try must(ns, ["ip", "link", "set", "lo", "up"])
+        }
+        try must(host, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", upstream])
+        try must(host, ["ip", "addr", "add", "10.86.0.2/24", "dev", "eth0"])
+        try must(host, ["ip", "link", "set", "eth0", "up"])
+        try must(host, ["ip", "route", "add", "default", "via", "10.86.0.1"])
+        try must(upstream, ["ip", "addr", "add", "10.86.0.1/24", "dev", "eth0"])
+        try must(upstream, ["ip", "link", "set", "eth0", "up"])
+
+        let socket = w.appendingPathComponent("ctl.sock").path
+        let env = ["USERSWITCH_SOCKET": socket, "USERSWITCH_STATE_DIR": w.appendingPathComponent("state").path,
+                   "PATH": bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
+        daemon = try Command.start("ip", ["netns", "exec", host, bin.appendingPathComponent("userswitchd").path,
+                                          "--socket", socket, "--config", w.appendingPathComponent("config.json").path],
+                                   outputFile: w.appendingPathComponent("userswitchd.log"))
+        XCTAssertTrue(eventually(timeout: 10) { FileManager.default.fileExists(atPath: socket) }, "userswitchd did not start")
+
+        let script = toolsDirectory.appendingPathComponent("xen/network-userswitch").path
+        let start = try inside(host, [script, "start", "bridge=xbr0", "netdev=eth0"], environment: env)
+        XCTAssertEqual(start.status, 0, start.output)
+
+        XCTAssertTrue(try must(host, ["ip", "-o", "-4", "addr", "show", "dev", "xbr0"]).contains("10.86.0.2/24"))
+        XCTAssertFalse(try must(host, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).contains("10.86.0.2"))
+        XCTAssertTrue(try must(host, ["ip", "route", "show", "default"]).contains("via 10.86.0.1 dev xbr0"))
+        let show = try must(host, [bin.appendingPathComponent("userswitchctl").path, "show"], environment: env)
+        XCTAssertTrue(show.contains("eth0") && show.contains("xbr0") && show.contains("tap"), show)
+        // dom0 reaches its gateway through the switch now.
+        XCTAssertTrue(eventually(timeout: 8) {
+            (try? inside(host, ["ping", "-c", "1", "-W", "1", "-q", "10.86.0.1"]).succeeded) ?? false
+        }, "dom0 lost its gateway after start")
+        // start again: nothing moves twice, nothing breaks.
+        XCTAssertEqual(try inside(host, [script, "start", "bridge=xbr0", "netdev=eth0"], environment: env).status, 0)
+        XCTAssertTrue(try must(host, ["ip", "-o", "-4", "addr", "show", "dev", "xbr0"]).contains("10.86.0.2/24"))
+        let status = try inside(host, [script, "status", "bridge=xbr0", "netdev=eth0"], environment: env)
+        XCTAssertEqual(status.status, 0)
+        XCTAssertTrue(status.output.contains("10.86.0.2/24"), status.output)
+
+        let stop = try inside(host, [script, "stop", "bridge=xbr0"], environment: env)
+        XCTAssertEqual(stop.status, 0, stop.output)
+        XCTAssertTrue(try must(host, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).contains("10.86.0.2/24"))
+        XCTAssertTrue(try must(host, ["ip", "route", "show", "default"]).contains("via 10.86.0.1 dev eth0"))
+        XCTAssertFalse(try inside(host, ["ip", "link", "show", "xbr0"]).succeeded, "the TAP port is still there")
+        let after = try must(host, [bin.appendingPathComponent("userswitchctl").path, "show"], environment: env)
+        XCTAssertFalse(after.contains("xbr0"), after)
+        XCTAssertTrue(eventually(timeout: 8) {
+            (try? inside(host, ["ping", "-c", "1", "-W", "1", "-q", "10.86.0.1"]).succeeded) ?? false
+        }, "dom0 lost its gateway after stop")
+    }
+}
