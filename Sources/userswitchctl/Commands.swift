@@ -98,15 +98,17 @@ struct AddPort: ParsableCommand {
         discussion: """
         OPTIONS are key=value words: tag=N (access port in VLAN N), trunks=A,B,C-D (trunk of these \
         VLANs), native=N (untagged VLAN of a trunk), type=system|tap (system: an existing interface, \
-        the default; tap: a TAP device the switch creates). Without VLAN options the port is an \
-        access port in VLAN 1. BRIDGE may also be a Xen bridge spec BRIDGE[.VLAN][:TRUNK[:TRUNK...]], \
+        the default; tap: a TAP device the switch creates), mac=M[,M...] and ip="A B ..." (the \
+        guest's addresses: anti-spoofing drops frames from other sources), anti-spoofing=on|off. \
+        Without VLAN options the port is an access port in VLAN 1. BRIDGE may also be a Xen bridge spec BRIDGE[.VLAN][:TRUNK[:TRUNK...]], \
         e.g. xenbr0.10 or xenbr0:10:20; then no VLAN options may be given.
         """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: ArgumentHelp("Bridge name, or a Xen spec BRIDGE[.VLAN][:TRUNK...].", valueName: "bridge"))
     var bridge: String
     @Argument(help: ArgumentHelp("Interface name.", valueName: "iface")) var port: String
-    @Argument(help: ArgumentHelp("tag=N, trunks=LIST, native=N, type=system|tap.", valueName: "options"))
+    @Argument(help: ArgumentHelp("tag=N, trunks=LIST, native=N, type=system|tap, mac=M, ip=A, anti-spoofing=on|off.",
+                                 valueName: "options"))
     var options: [String] = []
 
     /// Checked in validate() so that a mistake prints this subcommand's usage.

@@ -4,7 +4,8 @@
 // `filter` passes its words through untouched, so `userswitchctl filter -A FORWARD -i vif+ -j DROP`
 // reads like the ebtables command it replaces. ebtables has no bridge argument (its table is per
 // host); here rules belong to a bridge: `--bridge BR` (before the ebtables words) names it, and
-// without it the daemon uses the only bridge there is. The words are parsed here first, so a
+// without it the daemon uses the only bridge there is. `--json` and `--bridge` may
+// also follow the ebtables words. The words are parsed here first, so a
 // mistake is reported with its column before anything is sent.
 
 import ArgumentParser
@@ -19,8 +20,8 @@ struct Filter: ParsableCommand {
         discussion: """
         Examples: filter -A FORWARD -i vif1.0 -s ! 00:16:3e:00:00:01 -j DROP; filter -L --Ln --Lc; \
         filter -P FORWARD DROP; filter -N guests; filter -F. Only the filter table exists \
-        (-t filter may be given). --bridge BR comes before the ebtables words; without it the only \
-        bridge is used.
+        (-t filter may be given). --bridge BR and --json may come before or after the ebtables words; without \
+        --bridge the only bridge is used.
         """)
     @OptionGroup var global: GlobalOptions
     @Option(help: ArgumentHelp("The bridge whose rules to change (default: the only bridge).", valueName: "bridge"))
@@ -29,7 +30,22 @@ struct Filter: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("ebtables command words.", valueName: "ebtables-args"))
     var words: [String] = []
 
-    func validate() throws {
+    /// `--json` and `--bridge BR` may also follow the ebtables words (`filter -L --json`): ebtables
+    /// has no option of either name, so taking them out of the passthrough words is unambiguous.
+    mutating func validate() throws {
+        var rest: [String] = []
+        var k = 0
+        while k < words.count {
+            switch words[k] {
+            case "--json": json = true
+            case "--bridge" where k + 1 < words.count:
+                bridge = words[k + 1]
+                k += 1
+            default: rest.append(words[k])
+            }
+            k += 1
+        }
+        words = rest
         do throws(FilterError) { _ = try FilterParser.parseCommand(words) } catch {
             throw ValidationError("ebtables syntax: \(error.description)\n  \(words.joined(separator: " "))"
                                   + (error.column.map { "\n  " + String(repeating: " ", count: $0 - 1) + "^" } ?? ""))
