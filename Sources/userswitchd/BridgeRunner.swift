@@ -8,8 +8,9 @@
 //
 // The loop: run posted jobs (one atomic load when there are none), receive a batch from every up
 // port and forward it, and once a second age the FDB and check that each port's interface is still
-// the one it was bound to. When no port had anything for a short while, the thread stops spinning
-// and sleeps in poll() on the ports' descriptors and the mailbox's eventfd.
+// the one it was bound to. When no port had anything for a while (`spinNanoseconds`, 5 ms), the
+// thread stops spinning and sleeps in poll() on the ports' descriptors and the mailbox's eventfd;
+// while it spins without traffic it yields the CPU on every pass (see `yieldAfterNanoseconds`).
 
 #if canImport(Glibc)
 import Glibc
@@ -42,8 +43,30 @@ final class BridgeRunner: @unchecked Sendable {
     private var pollPorts: [Int] = []
     private var pollSetStale = true
 
-    /// How long the loop keeps spinning after the last frame before it sleeps in poll().
-    static let spinNanoseconds: UInt64 = 50_000
+    /// How long the loop keeps polling the rings after the last frame before it sleeps in poll()
+    /// (docs/performance.md, "Spin policy"). Waking a thread from poll() costs 20-100 µs of round
+    /// trip on this class of machine, so the window covers the gaps of request/response traffic
+    /// (ping at 2 ms, TCP ACK clocks); an idle bridge still sleeps after it. USERSWITCH_SPIN_US
+    /// overrides it (0: sleep as soon as a pass finds nothing).
+    static let spinNanoseconds: UInt64 = {
+        if let text = getenv("USERSWITCH_SPIN_US"), let us = UInt64(String(cString: text)) { return us &* 1000 }
+        return 5_000_000
+    }()
+    /// After this long without a frame, every empty pass yields the CPU (sched_yield), so that a
+    /// traffic generator or guest sharing the core runs before the next pass: spinning keeps
+    /// latency low without taking the core from the threads that produce the traffic.
+    static let yieldAfterNanoseconds: UInt64 = {
+        if let text = getenv("USERSWITCH_YIELD_AFTER_US"), let us = UInt64(String(cString: text)) { return us &* 1000 }
+        return 20_000
+    }()
+    /// A pass that moved fewer frames than this also yields: traffic is flowing but the producers
+    /// (guests, the endpoints' TCP stacks) are the bottleneck, and on a machine where they share
+    /// the bridge thread's cores, giving them the CPU is what makes more frames arrive. Full
+    /// batches (a flood of small frames) never yield. USERSWITCH_YIELD_BELOW overrides it.
+    static let yieldBelowFrames: Int = {
+        if let text = getenv("USERSWITCH_YIELD_BELOW"), let n = Int(String(cString: text)) { return n }
+        return 16
+    }()
 
     init(name: String, settings: BridgeSettings, logger: Logger) {
         self.name = name
@@ -126,9 +149,14 @@ final class BridgeRunner: @unchecked Sendable {
             }
             if n > 0 {
                 lastTraffic = Clock.nanoseconds()
+                if n < BridgeRunner.yieldBelowFrames { sched_yield() }
                 continue
             }
-            if Clock.nanoseconds() &- lastTraffic < BridgeRunner.spinNanoseconds { continue }
+            let idle = Clock.nanoseconds() &- lastTraffic
+            if idle < BridgeRunner.spinNanoseconds {
+                if idle >= BridgeRunner.yieldAfterNanoseconds { sched_yield() }
+                continue
+            }
             sleepUntilReadable()
             lastTraffic = Clock.nanoseconds()
         }
