@@ -4,8 +4,9 @@
 // - Key: one 64-bit word, VLAN ID (12 bits) << 48 | MAC (48 bits) (`FDBKey`). Key 0 (VLAN 0, MAC
 //   0) can never be learned, so 0 marks an empty slot.
 // - Storage: an open-addressing hash index (linear probing, at most half full, backward-shift
-//   deletion so there are no tombstones) of key + entry number, and a slab of entries holding the
-//   port, flags and last-seen time. All memory is allocated once, for the configured capacity; the
+//   deletion so there are no tombstones) of 16-byte slots, and a slab of entries holding the
+//   port, flags, last-seen time and LRU links. A slot holds the key, the entry number and a copy of
+//   the port, so a forwarding lookup reads one cache line (four slots) and never the slab. All memory is allocated once, for the configured capacity; the
 //   table never allocates while forwarding.
 // - Ageing: every learned entry sits in its port's LRU list (doubly linked through the slab).
 //   A learn hit refreshes `lastSeen` and moves the entry to the tail of the list at most once per
@@ -20,6 +21,10 @@
 // - Thread safety: none. The table belongs to its bridge's dataplane thread; the control plane
 //   reaches it only through that thread (see BridgeEngine).
 //
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // Time is a UInt32 count of milliseconds that may wrap; ages use wrapping subtraction.
 
 /// (VLAN, MAC) packed in one machine word.
@@ -40,6 +45,20 @@ public struct FDBEntry: Equatable, Sendable {
     public var isStatic: Bool
     /// Milliseconds since last seen (0 for static entries).
     public var ageMilliseconds: UInt32
+}
+
+/// One slot of the FDB's hash index: 16 bytes, four to a cache line.
+@usableFromInline
+struct FDBSlot: Sendable {
+    /// `FDBKey.rawValue`, 0 when the slot is empty.
+    var key: UInt64
+    /// Index of the entry in the slab.
+    var entry: UInt32
+    /// Copy of the entry's port, so that a lookup needs nothing but the slot.
+    var port: UInt16
+    var reserved: UInt16 = 0
+
+    static let empty = FDBSlot(key: 0, entry: .max, port: 0)
 }
 
 public enum LearnResult: Equatable {
@@ -65,8 +84,7 @@ public final class MACTable {
     // Hash index.
     let slotBits: Int
     let slotMask: Int
-    let slotKeys: UnsafeMutablePointer<UInt64>
-    let slotEntry: UnsafeMutablePointer<UInt32>
+    let slots: UnsafeMutablePointer<FDBSlot>
 
     // Entry slab.
     let keys: UnsafeMutablePointer<UInt64>
@@ -94,10 +112,8 @@ public final class MACTable {
         while (1 << bits) < capacity * 2 { bits += 1 }
         slotBits = bits
         slotMask = (1 << bits) - 1
-        slotKeys = .allocate(capacity: 1 << bits)
-        slotKeys.initialize(repeating: 0, count: 1 << bits)
-        slotEntry = .allocate(capacity: 1 << bits)
-        slotEntry.initialize(repeating: MACTable.none, count: 1 << bits)
+        slots = MACTable.allocateIndex(slotCount: 1 << bits)
+        slots.initialize(repeating: FDBSlot.empty, count: 1 << bits)
         keys = .allocate(capacity: capacity)
         keys.initialize(repeating: 0, count: capacity)
         ports = .allocate(capacity: capacity)
@@ -123,7 +139,7 @@ public final class MACTable {
     }
 
     deinit {
-        slotKeys.deallocate(); slotEntry.deallocate()
+        slots.deallocate()
         keys.deallocate(); ports.deallocate(); flags.deallocate(); lastSeen.deallocate()
         lruStamp.deallocate(); prev.deallocate(); next.deallocate()
         lruHead.deallocate(); lruTail.deallocate(); portLearned.deallocate()
@@ -132,8 +148,22 @@ public final class MACTable {
     /// Bytes of memory per entry of capacity (index slots included), for capacity planning.
     public var bytesPerEntry: Double {
         let slab = capacity * (8 + 2 + 1 + 4 + 4 + 4 + 4)
-        let index = (1 << slotBits) * (8 + 4)
+        let index = (1 << slotBits) * MemoryLayout<FDBSlot>.stride
         return Double(slab + index) / Double(capacity)
+    }
+
+    /// The hash index. A large table is spread over more memory than the TLB covers in 4 KiB pages,
+    /// so a lookup would pay a page walk as well as a cache miss: indexes of 2 MiB and more are
+    /// aligned to 2 MiB and offered to transparent huge pages (a hint; without it nothing changes).
+    static func allocateIndex(slotCount: Int) -> UnsafeMutablePointer<FDBSlot> {
+        let bytes = slotCount * MemoryLayout<FDBSlot>.stride
+        let huge = 2 << 20
+        guard bytes >= huge else { return .allocate(capacity: slotCount) }
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: huge)
+        #if canImport(Glibc)
+        _ = madvise(raw, bytes, MADV_HUGEPAGE)
+        #endif
+        return raw.bindMemory(to: FDBSlot.self, capacity: slotCount)
     }
 
     @inline(__always)
@@ -146,7 +176,7 @@ public final class MACTable {
     func slot(of key: UInt64) -> Int {
         var s = home(key)
         while true {
-            let k = slotKeys[s]
+            let k = slots[s].key
             if k == key { return s }
             if k == 0 { return -1 }
             s = (s + 1) & slotMask
@@ -162,7 +192,7 @@ public final class MACTable {
     @usableFromInline @inline(__always)
     func lookup(key: UInt64) -> Int {
         let s = slot(of: key)
-        return s < 0 ? -1 : Int(ports[Int(slotEntry[s])])
+        return s < 0 ? -1 : Int(slots[s].port)
     }
 
     /// Learns that `mac` in `vlan` was seen on `port` at `now` (milliseconds).
@@ -171,7 +201,7 @@ public final class MACTable {
         let key = FDBKey(vlan: vlan, mac: mac).rawValue
         let s = slot(of: key)
         if s >= 0 {
-            let e = Int(slotEntry[s])
+            let e = Int(slots[s].entry)
             if flags[e] & MACTable.flagStatic != 0 {
                 return ports[e] == port ? .refreshed : .staticConflict
             }
@@ -189,6 +219,7 @@ public final class MACTable {
             lruUnlink(e, port: Int(old))
             portLearned[Int(old)] -= 1
             ports[e] = port
+            slots[s].port = port
             lruStamp[e] = now / 1000
             lruAppend(e, port: Int(port))
             portLearned[Int(port)] += 1
@@ -196,8 +227,7 @@ public final class MACTable {
             return .moved(from: old)
         }
         if count >= capacity && !evictOne() { return .staticConflict }
-        let e = allocateEntry(key: key)
-        ports[e] = port
+        let e = allocateEntry(key: key, port: port)
         flags[e] = 0
         lastSeen[e] = now
         lruStamp[e] = now / 1000
@@ -213,19 +243,19 @@ public final class MACTable {
         let key = FDBKey(vlan: vlan, mac: mac).rawValue
         let s = slot(of: key)
         if s >= 0 {
-            let e = Int(slotEntry[s])
+            let e = Int(slots[s].entry)
             if flags[e] & MACTable.flagStatic == 0 {
                 lruUnlink(e, port: Int(ports[e]))
                 portLearned[Int(ports[e])] -= 1
                 learnedCount -= 1
             }
             ports[e] = port
+            slots[s].port = port
             flags[e] = MACTable.flagStatic
             return true
         }
         if count >= capacity && !evictOne() { return false }
-        let e = allocateEntry(key: key)
-        ports[e] = port
+        let e = allocateEntry(key: key, port: port)
         flags[e] = MACTable.flagStatic
         lastSeen[e] = 0
         return true
@@ -236,7 +266,7 @@ public final class MACTable {
     public func remove(vlan: UInt16, mac: MACAddress) -> Bool {
         let s = slot(of: FDBKey(vlan: vlan, mac: mac).rawValue)
         guard s >= 0 else { return false }
-        removeEntry(Int(slotEntry[s]), slot: s)
+        removeEntry(Int(slots[s].entry), slot: s)
         return true
     }
 
@@ -251,8 +281,8 @@ public final class MACTable {
         if includingStatic {
             var s = 0
             while s <= slotMask {
-                let e = Int(slotEntry[s])
-                if slotKeys[s] != 0 && ports[e] == port {
+                let e = Int(slots[s].entry)
+                if slots[s].key != 0 && ports[e] == port {
                     removeEntry(e, slot: s)
                     continue // the slot now holds a shifted entry: look at it again
                 }
@@ -298,8 +328,8 @@ public final class MACTable {
     public func entries(now: UInt32) -> [FDBEntry] {
         var out: [FDBEntry] = []
         out.reserveCapacity(count)
-        for s in 0...slotMask where slotKeys[s] != 0 {
-            let e = Int(slotEntry[s])
+        for s in 0...slotMask where slots[s].key != 0 {
+            let e = Int(slots[s].entry)
             let k = FDBKey(rawValue: keys[e])
             let st = flags[e] & MACTable.flagStatic != 0
             out.append(FDBEntry(vlan: k.vlan, mac: k.mac, port: ports[e], isStatic: st,
@@ -311,16 +341,16 @@ public final class MACTable {
     // MARK: internals
 
     @inline(__always)
-    func allocateEntry(key: UInt64) -> Int {
+    func allocateEntry(key: UInt64, port: UInt16) -> Int {
         let e = Int(freeHead)
         freeHead = next[e]
         keys[e] = key
         prev[e] = MACTable.none
         next[e] = MACTable.none
         var s = home(key)
-        while slotKeys[s] != 0 { s = (s + 1) & slotMask }
-        slotKeys[s] = key
-        slotEntry[s] = UInt32(e)
+        while slots[s].key != 0 { s = (s + 1) & slotMask }
+        slots[s] = FDBSlot(key: key, entry: UInt32(e), port: port)
+        ports[e] = port
         count += 1
         return e
     }
@@ -340,19 +370,17 @@ public final class MACTable {
         var j = s
         while true {
             j = (j + 1) & slotMask
-            let k = slotKeys[j]
+            let k = slots[j].key
             if k == 0 { break }
             let h = home(k)
             // Move j into the hole unless its home lies cyclically in (hole, j].
             let inRange = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j)
             if !inRange {
-                slotKeys[hole] = k
-                slotEntry[hole] = slotEntry[j]
+                slots[hole] = slots[j]
                 hole = j
             }
         }
-        slotKeys[hole] = 0
-        slotEntry[hole] = MACTable.none
+        slots[hole] = FDBSlot.empty
     }
 
     /// Fair eviction: the least recently used entry of the port with the most learned entries.
