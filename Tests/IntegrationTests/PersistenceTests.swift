@@ -8,23 +8,7 @@ import XCTest
 import Glibc
 #endif
 
-final class PersistenceTests: XCTestCase {
-    private var lab: Lab?
-
-    override func setUpWithError() throws {
-        let dir = try requireIntegrationPrerequisites()
-        lab = try Lab(binDirectory: dir)
-    }
-
-    override func tearDown() {
-        if let lab, let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            print("---- userswitchd log (\(lab.prefix)) ----\n\(lab.daemonLogTail())\n----")
-        }
-        lab?.tearDown()
-        lab = nil
-        super.tearDown()
-    }
-
+final class PersistenceTests: LabTestCase {
     /// `show --json` and the static FDB entries, in a form that compares across restarts.
     private func state(_ lab: Lab) throws -> String {
         var out = ""

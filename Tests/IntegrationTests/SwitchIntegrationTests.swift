@@ -12,31 +12,7 @@ import XCTest
 import Glibc
 #endif
 
-final class SwitchIntegrationTests: XCTestCase {
-    private var lab: Lab?
-
-    override func setUpWithError() throws {
-        let dir = try requireIntegrationPrerequisites()
-        lab = try Lab(binDirectory: dir)
-    }
-
-    override func tearDown() {
-        if let lab, let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            print("---- userswitchd log (\(lab.prefix)) ----\n\(lab.daemonLogTail())\n----")
-        }
-        lab?.tearDown()
-        lab = nil
-        super.tearDown()
-    }
-
-    /// A lab with a started daemon and one bridge.
-    private func startedLab() throws -> Lab {
-        let lab = try XCTUnwrap(lab)
-        try lab.startDaemon()
-        try lab.addBridge()
-        return lab
-    }
-
+final class SwitchIntegrationTests: LabTestCase {
     // MARK: - forwarding between real hosts
 
     func testPingBetweenEveryPairOfThreeHosts() throws {

@@ -6,28 +6,16 @@
 import Foundation
 import XCTest
 
-final class TapPortIntegrationTests: XCTestCase {
-    private var lab: Lab?
+final class TapPortIntegrationTests: LabTestCase {
     private var extraNamespace: String?
 
-    override func setUpWithError() throws {
-        lab = try Lab(binDirectory: try requireIntegrationPrerequisites())
-    }
-
     override func tearDown() {
-        if let lab, let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            print("---- userswitchd log (\(lab.prefix)) ----\n\(lab.daemonLogTail())\n----")
-        }
-        lab?.tearDown()
-        lab = nil
-        if let ns = extraNamespace { _ = try? Command.run("ip", ["netns", "del", ns], timeout: 10) }
         super.tearDown()
+        if let ns = extraNamespace { _ = try? Command.run("ip", ["netns", "del", ns], timeout: 10) }
     }
 
     func testTapPortCarriesTrafficAndIsRemovedOnStop() throws {
-        let lab = try XCTUnwrap(lab)
-        try lab.startDaemon()
-        try lab.addBridge()
+        let lab = try startedLab()
         try lab.addGuest("h1", ip: "10.78.0.1", macSuffix: 1)
         try lab.addPort("h1")
 

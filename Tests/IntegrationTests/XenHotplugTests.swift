@@ -96,23 +96,7 @@ final class FakeXen {
     }
 }
 
-final class XenHotplugTests: XCTestCase {
-    private var lab: Lab?
-
-    override func setUpWithError() throws {
-        let dir = try requireIntegrationPrerequisites()
-        lab = try Lab(binDirectory: dir)
-    }
-
-    override func tearDown() {
-        if let lab, let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            print("---- userswitchd log (\(lab.prefix)) ----\n\(lab.daemonLogTail())\n----")
-        }
-        lab?.tearDown()
-        lab = nil
-        super.tearDown()
-    }
-
+final class XenHotplugTests: LabTestCase {
     private func started() throws -> (Lab, FakeXen) {
         let lab = try XCTUnwrap(lab)
         try lab.startDaemon()
