@@ -460,8 +460,180 @@ def rfc2889(lab, tr, args):
     return result
 
 
+# ---------------------------------------------------------------------------------------------
+# Filtering cost (issue 4): the 64-byte sink workload with anti-spoofing on every port, and with a
+# 1000-rule FORWARD chain of the shape Xen hosts write, on userswitch and on the Linux bridge with
+# the same ebtables rules (nft-based ebtables, inside the switch namespace). The rules are loaded
+# after the switch is up and removed when the workload ends (also on failure), since the
+# workloads of one switch's turn share its lab.
+
+
+class NotMeasured(Exception):
+    """The workload has no equivalent on this switch: shown as "not measured", never as a figure."""
+
+
+def host_ip(i):
+    return f"{NET}.{i}"
+
+
+def ebtables_restore(lab, text):
+    """Load ebtables-save text into the switch namespace's bridge table (replaces the table)."""
+    r = subprocess.run(lab.ns(lab.sw, ["ebtables-restore"]), input=text, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise Failed(f"ebtables-restore: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
+
+
+EMPTY_FILTER = "*filter\n:INPUT ACCEPT\n:OUTPUT ACCEPT\n:FORWARD ACCEPT\n"
+
+
+def real_port_rules(lab, counting):
+    """Per host port: the three anti-spoofing rules of vif-bridge's shape; with `counting`, a final
+    `-i sN -j ACCEPT` whose counter proves that the port's frames went through the chain (the
+    DROP rules never match legitimate frames, so their counters stay 0)."""
+    rules = []
+    for i in range(1, lab.nhosts + 1):
+        rules += [f"-A FORWARD -i s{i} -s ! {host_mac(i)} -j DROP",
+                  f"-A FORWARD -p IPv4 -i s{i} --ip-src ! {host_ip(i)} -j DROP",
+                  f"-A FORWARD -p ARP -i s{i} --arp-ip-src ! {host_ip(i)} -j DROP"]
+        if counting:
+            rules.append(f"-A FORWARD -i s{i} -j ACCEPT")
+    return rules
+
+
+def xen_rules(lab, total=1000):
+    """A FORWARD chain of `total` rules of the Xen shape: 500 fake guests `vifN.0` with
+    `-i vifN.0 -s ! MAC -j DROP`, the first ones also `-p IPv4 -i vifN.0 --ip-src ! A -j DROP`,
+    then the real ports' rules last, so that every measured frame walks past all the others."""
+    real = real_port_rules(lab, counting=True)
+    guests = 500
+    ip_rules = total - len(real) - guests
+    fake = []
+    for n in range(1, guests + 1):
+        fake.append(f"-A FORWARD -i vif{n}.0 -s ! 00:16:3e:{n >> 8 & 0xff:02x}:{n & 0xff:02x}:01 -j DROP")
+        if n <= ip_rules:
+            fake.append(f"-A FORWARD -p IPv4 -i vif{n}.0 --ip-src ! 10.100.{n >> 8}.{n & 0xff} -j DROP")
+    rules = fake + real
+    assert len(rules) == total, len(rules)
+    return EMPTY_FILTER + "\n".join(rules) + "\n"
+
+
+def rule_counters(listing, port):
+    """{rule text: packets} of the rules in a `-L --Lc` listing that name `-i port`."""
+    out = {}
+    for line in listing.splitlines():
+        m = re.match(r"(.*?)\s*,\s*pcnt\s*=\s*(\d+)", line.strip())
+        if m and re.search(rf"-i {re.escape(port)}(\s|$)", m.group(1)):
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def list_counters(lab, switch):
+    if isinstance(switch, UserSwitch):
+        return switch.ctl(["filter", "-L", "--Lc"])
+    return run(lab.ns(lab.sw, ["ebtables", "-L", "--Lc"]))
+
+
+def check_counters(lab, switch, before, after, delivered):
+    """The measured frames (host 1, port s1) must have reached the end of s1's rules: the counting
+    ACCEPT rule grew by at least the frames delivered during the measurement, its DROP rules not."""
+    b, a = rule_counters(before, "s1"), rule_counters(after, "s1")
+    accept = [r for r in a if r.endswith("-j ACCEPT")]
+    if not accept:
+        raise Failed(f"no counting rule for s1 in the listing: {after[-300:]}")
+    grown = a[accept[0]] - b.get(accept[0], 0)
+    dropped = {r: a[r] - b.get(r, 0) for r in a if r.endswith("-j DROP") and a[r] != b.get(r, 0)}
+    if grown < delivered or dropped:
+        raise Failed(f"rule counters do not show the traffic passing: ACCEPT +{grown} for {delivered} "
+                     f"delivered, DROP rules grown: {dropped}")
+    return grown
+
+
+def filter_clear(lab, switch):
+    if isinstance(switch, UserSwitch):
+        for i in range(1, lab.nhosts + 1):
+            switch.ctl(["set-port", "br0", f"s{i}", "mac=none", "ip=none"], check=False)
+        path = os.path.join(lab.work, "empty.ebt")
+        with open(path, "w") as f:
+            f.write(EMPTY_FILTER)
+        switch.ctl(["filter-restore", path], check=False)
+    elif isinstance(switch, LinuxBridge):
+        try:
+            ebtables_restore(lab, EMPTY_FILTER)
+        except Failed:
+            pass
+
+
+def udp64_antispoof(lab, tr, args):
+    switch = lab.switch
+    if isinstance(switch, UserSwitch):
+        for i in range(1, lab.nhosts + 1):
+            # Host 2 also sends from its sink MAC (so that the switch learns it on host 2's port):
+            # on userswitch, anti-spoofing drops before learning, so that port allows both MACs.
+            macs = host_mac(i) + (f",{sink_mac(i)}" if i == 2 else "")
+            switch.ctl(["set-port", "br0", f"s{i}", f"mac={macs}", f"ip={host_ip(i)}"])
+        shown = switch.ctl(["show"])
+        if "anti-spoofing" not in shown:
+            raise Failed("anti-spoofing not shown as on after set-port: " + shown[-300:])
+    elif isinstance(switch, LinuxBridge):
+        # The Linux bridge learns before ebtables' FORWARD chain, so the sink MAC is learned on
+        # s2 even though `-i s2 -s ! MAC` drops those frames: the same three rules on every port.
+        ebtables_restore(lab, EMPTY_FILTER + "\n".join(real_port_rules(lab, counting=False)) + "\n")
+    else:
+        raise NotMeasured("no anti-spoofing rules set up for this switch")
+    try:
+        r = udp64(lab, tr, args, sink=True)
+        r["spoofed_delivered"] = spoofed_delivered(lab, tr)
+        if r["spoofed_delivered"]:
+            raise Failed(f"anti-spoofing not in force: {r['spoofed_delivered']} spoofed frames delivered")
+        return r
+    finally:
+        filter_clear(lab, switch)
+
+
+def spoofed_delivered(lab, tr, count=200):
+    """After the measurement: host 1 sends `count` frames with a forged source MAC and `count`
+    with a forged source IP to host 2's sink; anti-spoofing in force delivers none of them."""
+    c0 = lab.counters([2])
+    tr.send_once(1, tr.cfg(frame_cfg(sink_mac(2), "02:00:00:00:66:01")), count)
+    tr.send_once(1, tr.cfg(frame_cfg(sink_mac(2), host_mac(1), src_ip=99)), count)
+    time.sleep(0.3)
+    return lab.counters([2])[2][0] - c0[2][0]
+
+
+def udp64_1000rules(lab, tr, args):
+    switch = lab.switch
+    text = xen_rules(lab)
+    path = os.path.join(lab.work, "xen-1000.ebt")
+    with open(path, "w") as f:
+        f.write(text)
+    if isinstance(switch, UserSwitch):
+        switch.ctl(["filter-restore", path])
+    elif isinstance(switch, LinuxBridge):
+        ebtables_restore(lab, text)
+    else:
+        raise NotMeasured("no ebtables equivalent loaded for this switch")
+    try:
+        loaded = list_counters(lab, switch)
+        n = sum(1 for line in loaded.splitlines() if line.startswith("-"))
+        if n != 1000:
+            raise Failed(f"{n} rules listed after loading 1000")
+        tr.learn_sinks([2])
+        before = list_counters(lab, switch)
+        r = udp64(lab, tr, args, sink=True)
+        after = list_counters(lab, switch)
+        # The blast's warm-up and stop also pass frames: at least the measured ones must count.
+        r["s1_accept_rule_packets"] = check_counters(lab, switch, before, after,
+                                                     int(r["delivered_pps"] * args.duration * 0.9))
+        r["rules"] = n
+        return r
+    finally:
+        filter_clear(lab, switch)
+
+
 WORKLOADS = [
     ("udp64_sink", lambda lab, tr, a: udp64(lab, tr, a, sink=True)),
+    ("udp64_sink_antispoof", udp64_antispoof),
+    ("udp64_sink_1000rules", udp64_1000rules),
     ("udp64_stack", lambda lab, tr, a: udp64(lab, tr, a, sink=False)),
     ("tcp_offload", lambda lab, tr, a: iperf(lab, tr, a, [(1, 2)])),
     ("tcp_tx_off", lambda lab, tr, a: iperf(lab, tr, a, [(1, 2)], tx_off=True)),
@@ -476,6 +648,8 @@ WORKLOADS = [
 FIGURES = [
     ("udp64_sink", "delivered_pps", "64-byte UDP, tester-port sink: delivered", "Mpps", True, 1e-6),
     ("udp64_sink", "offered_pps", "64-byte UDP, tester-port sink: offered", "Mpps", True, 1e-6),
+    ("udp64_sink_antispoof", "delivered_pps", "64-byte UDP sink, anti-spoofing on every port: delivered", "Mpps", True, 1e-6),
+    ("udp64_sink_1000rules", "delivered_pps", "64-byte UDP sink, 1000-rule Xen FORWARD chain: delivered", "Mpps", True, 1e-6),
     ("udp64_stack", "delivered_pps", "64-byte UDP to the receiver's stack: delivered", "Mpps", True, 1e-6),
     ("tcp_offload", "gbit_s", "TCP, one stream, default offloads", "Gbit/s", True, 1),
     ("tcp_tx_off", "gbit_s", "TCP, one stream, tx off", "Gbit/s", True, 1),
@@ -574,6 +748,8 @@ def summarize(raw):
             vals = [r["result"][metric] for r in runs if "result" in r]
             errors = [r["failed"] for r in runs if "failed" in r]
             summary[sw][f"{wl}.{metric}"] = {"median": median(vals), "runs": vals, "failed": errors}
+            if runs and all("not_measured" in r for r in runs):
+                summary[sw][f"{wl}.{metric}"]["not_measured"] = runs[0]["not_measured"]
     return summary
 
 
@@ -593,11 +769,13 @@ def table(raw, summary):
     head += "".join(f" | userswitch / {LABELS[s]}" for s in ratio_cols) + " |"
     lines = [head, "|" + "---|" * (1 + len(sws) + len(ratio_cols))]
     for wl, metric, label, unit, higher, scale in FIGURES:
+        if not any(raw["runs"][s].get(wl) for s in sws):
+            continue  # workload not selected in this run (--workloads)
         cells = []
         for s in sws:
             e = summary[s][f"{wl}.{metric}"]
             if e["median"] is None:
-                cells.append("failed" if e["failed"] else "-")
+                cells.append("not measured" if e.get("not_measured") else "failed" if e["failed"] else "-")
             else:
                 note = f" ({len(e['failed'])} failed)" if e["failed"] else ""
                 cells.append(fmt(e["median"], scale, unit) + note)
@@ -611,6 +789,43 @@ def table(raw, summary):
     return "\n".join(lines)
 
 
+FILTER_WORKLOADS = [("udp64_sink_antispoof", "anti-spoofing on every port"),
+                    ("udp64_sink_1000rules", "1000-rule Xen FORWARD chain")]
+
+
+def filter_table(raw, summary):
+    """Filtering cost: each filter workload beside the plain 64-byte sink, per switch, with the
+    ratio filtered / unfiltered (the ratio of the medians; in brackets the per-round ratios, each
+    of a round's filtered and plain runs on the same lab, one after the other)."""
+    wls = [(w, label) for w, label in FILTER_WORKLOADS
+           if any(raw["runs"][s].get(w) for s in raw["switches"])]
+    if not wls or not any(raw["runs"][s].get("udp64_sink") for s in raw["switches"]):
+        return ""
+    head = "| switch | no rules (Mpps) | " + " | ".join(f"{label} (Mpps) | {label} / no rules" for _, label in wls) + " |"
+    lines = ["Filtering cost (64-byte UDP, tester-port sink, delivered):", "", head,
+             "|" + "---|" * (2 + 2 * len(wls))]
+    for s in raw["switches"]:
+        base = summary[s]["udp64_sink.delivered_pps"]
+        plain = base["median"]
+        cells = [LABELS[s], fmt(plain, 1e-6, "Mpps") if plain is not None else "failed"]
+        by_round = {r["round"]: r["result"]["delivered_pps"] for r in raw["runs"][s].get("udp64_sink", []) if "result" in r}
+        for w, _ in wls:
+            e = summary[s][f"{w}.delivered_pps"]
+            if e["median"] is None:
+                cells += ["not measured" if e.get("not_measured") else "failed" if e["failed"] else "-", "-"]
+                continue
+            note = f" ({len(e['failed'])} failed)" if e["failed"] else ""
+            cells.append(fmt(e["median"], 1e-6, "Mpps") + note)
+            rounds = [r["result"]["delivered_pps"] / by_round[r["round"]] for r in raw["runs"][s].get(w, [])
+                      if "result" in r and by_round.get(r["round"])]
+            ratio = f"{e['median'] / plain:.2f}" if plain else "-"
+            if len(rounds) > 1:
+                ratio += " [" + ", ".join(f"{x:.2f}" for x in rounds) + "]"
+            cells.append(ratio)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def chart(raw, summary, path):
     try:
         import matplotlib
@@ -618,7 +833,9 @@ def chart(raw, summary, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    figs = [f for f in FIGURES if f[1] != "offered_pps"]
+    figs = [f for f in FIGURES if f[1] != "offered_pps" and any(raw["runs"][s].get(f[0]) for s in raw["switches"])]
+    if not figs:
+        return False
     sws = raw["switches"]
     fig, axes = plt.subplots(2, (len(figs) + 1) // 2, figsize=(3.2 * ((len(figs) + 1) // 2), 6.5))
     for ax, (wl, metric, label, unit, higher, scale) in zip(axes.flat, figs):
@@ -626,7 +843,8 @@ def chart(raw, summary, path):
         for s, c in zip(sws, ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]):
             m = summary[s][f"{wl}.{metric}"]["median"]
             vals.append(0 if m is None else m * scale)
-            names.append(LABELS[s].replace(" (netdev)", "").replace("Open vSwitch", "OVS") + ("\n(failed)" if m is None else ""))
+            missing = "\n(not measured)" if summary[s][f"{wl}.{metric}"].get("not_measured") else "\n(failed)"
+            names.append(LABELS[s].replace(" (netdev)", "").replace("Open vSwitch", "OVS") + (missing if m is None else ""))
             colors.append(c)
         ax.bar(names, vals, color=colors)
         ax.set_title(f"{label}\n[{unit}{'' if higher else ', lower better'}]", fontsize=7)
@@ -646,6 +864,8 @@ def main():
     ap.add_argument("--workloads", default=",".join(w for w, _ in WORKLOADS))
     ap.add_argument("--userswitch-bin", default=os.environ.get("USERSWITCH_BIN", ".build/release"))
     ap.add_argument("--out", default="tools/bench/results")
+    ap.add_argument("--name", default=None,
+                    help="results are OUT/bench-NAME.{md,json,png} (default: quick or full)")
     ap.add_argument("--max-busy", type=float, default=float(os.environ.get("BENCH_MAX_BUSY", "0.15")),
                     help="fraction of the CPUs others may use when a switch's turn starts (default 0.15)")
     ap.add_argument("--quiet-wait", type=float, default=600, help="seconds to wait for a quiet machine")
@@ -700,6 +920,7 @@ def main():
                 lab = Lab(work, 9)
                 CURRENT.append(lab)
                 switch = SWITCH_CLASSES[sw](lab, args)
+                lab.switch = switch  # the filter workloads load rules into the switch under test
                 try:
                     lab.build()
                     switch.start()
@@ -716,11 +937,14 @@ def main():
                     else:
                         try:
                             entry["result"] = fn(lab, tr, args)
+                        except NotMeasured as e:
+                            entry["not_measured"] = str(e)
                         except (Failed, RuntimeError, subprocess.TimeoutExpired, KeyError, ValueError) as e:
                             entry["failed"] = str(e)[:500]
                     entry["seconds"] = round(time.monotonic() - t0, 1)
                     raw["runs"][sw].setdefault(wl, []).append(entry)
-                    shown = entry.get("result", {"FAILED": entry.get("failed")})
+                    shown = entry.get("result", {"FAILED": entry.get("failed")} if "failed" in entry
+                                      else {"not measured": entry.get("not_measured")})
                     short = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in shown.items()
                              if not isinstance(v, list)}
                     print(f"    {wl:18s} {short}", flush=True)
@@ -738,10 +962,13 @@ def main():
     raw["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     summary = summarize(raw)
     raw["summary"] = summary
-    stamp = "quick" if q else "full"
+    stamp = args.name or ("quick" if q else "full")
     with open(os.path.join(args.out, f"bench-{stamp}.json"), "w") as f:
         json.dump(raw, f, indent=1)
     md = table(raw, summary)
+    fmd = filter_table(raw, summary)
+    if fmd:
+        md += "\n\n" + fmd
     busy = [x["busy_before"] * 100 for x in raw["loads"]]
     header = (f"userswitch benchmark, {raw['started']} ({'quick' if q else 'full'}: {args.rounds} round(s), "
               f"medians; {raw['cpus']} CPUs, kernel {raw['kernel']}; CPUs busy with other work before each "
