@@ -1,0 +1,45 @@
+#!/bin/bash
+# learning-trial.sh: one RFC 2889-style learning trial on userswitch alone, small enough to rerun
+# by hand while investigating (the harness's rfc2889 workload does the same across switches).
+#
+#   B=.build/release N=4096 R=100000 [PIN=1] [DENV="USERSWITCH_SPIN_US=..."] tools/bench/learning-trial.sh
+#
+# Three hosts in namespaces on one bridge. Phase 1: h1 sends N frames from N new source MACs to a
+# MAC learned on h2's port, at R frames/s (trafgen's rate-limited mode). Phase 2: h2 sends one frame
+# to each of those MACs at 50k frames/s. Printed: what the kernel handed the switch's ports, what
+# the switch received and forwarded, and what h1 and h3 (a bystander that sees floods) received.
+# PIN=1 runs userswitchd on CPU 1 and trafgen on CPU 0. Everything is removed on exit.
+set -u
+B=${B:-.build/release}; N=${N:-4096}; R=${R:-100000}
+P=lt$$; W=$(mktemp -d /tmp/usw-learning.XXXXXX); S=$W/ctl.sock; D=
+pin_d=""; pin_t=""
+[ "${PIN:-0}" = 1 ] && { pin_d="taskset -c 1"; pin_t="taskset -c 0"; }
+cleanup() {
+  [ -n "$D" ] && kill "$D" 2>/dev/null && wait "$D" 2>/dev/null
+  for i in 1 2 3; do ip netns del ${P}h$i 2>/dev/null; ip link del ${P}s$i 2>/dev/null; done
+  rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+for i in 1 2 3; do
+  ip netns add ${P}h$i
+  ip netns exec ${P}h$i sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  ip link add ${P}s$i type veth peer name eth0 netns ${P}h$i address 02:00:00:00:00:0$i
+  ip netns exec ${P}h$i ip link set eth0 up
+  echo 1 > /proc/sys/net/ipv6/conf/${P}s$i/disable_ipv6
+  ip link set ${P}s$i up
+done
+env ${DENV:-} $pin_d "$B/userswitchd" --socket "$S" --config "$W/config.json" 2> "$W/userswitchd.log" & D=$!
+sleep 0.5
+C="$B/userswitchctl --socket $S"
+$C add-br br0 && for i in 1 2 3; do $C add-port br0 ${P}s$i || exit 1; done
+rx() { ip netns exec ${P}h$1 cat /sys/class/net/eth0/statistics/rx_packets; }
+gen() { h=$1; shift; ip netns exec ${P}h$h $pin_t trafgen -o eth0 -P 1 -Q -C --no-sock-mem "$@" >/dev/null 2>&1; }
+echo '{ eth(da=ff:ff:ff:ff:ff:ff, sa=02:aa:00:00:00:02, type=0x88b5), fill(0, 46) }' > "$W/sink.cfg"
+gen 2 -i "$W/sink.cfg" -n 3; sleep 0.3
+echo "{ eth(da=02:aa:00:00:00:02, sa=02:10:00:00:00:00, sa=dinc(0,$((N-1))), type=0x88b5), fill(0, 46) }" > "$W/p1.cfg"
+a=$(rx 2); gen 1 -i "$W/p1.cfg" -n "$N" -b "${R}pps"; sleep 0.5
+echo "phase 1: kernel gave port s1 $(cat /sys/class/net/${P}s1/statistics/rx_packets) frames; h2 received $(( $(rx 2) - a )) of $N"
+echo "{ eth(da=02:10:00:00:00:00, da=dinc(0,$((N-1))), sa=02:aa:00:00:00:02, type=0x88b5), fill(0, 46) }" > "$W/p2.cfg"
+a1=$(rx 1); a3=$(rx 3); gen 2 -i "$W/p2.cfg" -n "$N" -b 50000pps; sleep 0.5
+echo "phase 2: h1 received $(( $(rx 1) - a1 )) of $N; h3 (floods) $(( $(rx 3) - a3 ))"
+$C stats --bridge br0
