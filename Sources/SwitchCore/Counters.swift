@@ -37,6 +37,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case rogueRouterAdvertisement
     /// Anti-spoofing: a DHCP (or DHCPv6) server reply sent by a guest.
     case rogueDHCPServer
+    /// The kernel found the port's receive ring full and dropped the frame before the switch saw it
+    /// (PACKET_STATISTICS): the bridge thread was behind or off the CPU.
+    case rxRingFull
 
     public var name: String {
         switch self {
@@ -57,6 +60,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .spoofedARP: return "spoofed-arp"
         case .rogueRouterAdvertisement: return "rogue-router-advertisement"
         case .rogueDHCPServer: return "rogue-dhcp-server"
+        case .rxRingFull: return "rx-ring-full"
         }
     }
 }

@@ -82,6 +82,20 @@ public enum SwitchPort: FramePort {
         }
     }
 
+    /// Frames the kernel dropped because the receive ring was full, as of the last
+    /// `readKernelStatistics()`.
+    public var ringFullDrops: UInt64 {
+        switch self {
+        case .packet(let p): return p.counters.kernelDrops
+        case .tap: return 0
+        }
+    }
+
+    /// Collects the kernel's drop count for the port (one getsockopt; call about once a second).
+    public func readKernelStatistics() {
+        if case .packet(let p) = self { p.readKernelStatistics() }
+    }
+
     /// Releases the backend: rings unmapped, sockets closed, TAP devices removed.
     public func close() {
         switch self {

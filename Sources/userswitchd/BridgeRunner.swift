@@ -202,6 +202,7 @@ final class BridgeRunner: @unchecked Sendable {
     /// Once a second, and whenever netlink reports a link change: a port whose interface vanished
     /// goes down; a down port whose interface is back re-attaches.
     func checkPorts() {
+        for i in engine.portIndices { engine.devices[i]?.readKernelStatistics() }
         for i in engine.portIndices where portTypes[i] == .system {
             guard let name = engine.portNames[i] else { continue }
             let current = Int32(bitPattern: if_nametoindex(name))
@@ -221,10 +222,18 @@ final class BridgeRunner: @unchecked Sendable {
         }
     }
 
+    /// Closes a backend that leaves its port, keeping the drops only it counted in the bridge's
+    /// counters.
+    func retire(_ device: SwitchPort) {
+        device.readKernelStatistics()
+        engine.countDrop(.truncated, device.truncatedFrames)
+        engine.countDrop(.rxRingFull, device.ringFullDrops)
+        device.close()
+    }
+
     func portLost(_ i: Int, reason: String) {
         guard let old = engine.setDevice(i, nil) else { return }
-        engine.countDrop(.truncated, old.truncatedFrames)
-        old.close()
+        retire(old)
         pollSetStale = true
         logger.warning("port \(engine.portNames[i] ?? "?") down: \(reason); it re-attaches when the interface returns",
                        metadata: ["bridge": "\(name)"])

@@ -169,10 +169,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                 guard let i = runner.engine.portIndex(named: port) else { return false }
                 let d = try? runner.engine.removePort(i)
                 runner.portTypes[i] = nil
-                if let d = d ?? nil {
-                    runner.engine.countDrop(.truncated, d.truncatedFrames)
-                    d.close()
-                }
+                if let d = d ?? nil { runner.retire(d) }
                 return true
             }
             guard removed else { throw CommandError("bridge '\(bridge)' has no port '\(port)'") }
@@ -247,7 +244,11 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                     var ports: [PortStats] = []
                     for i in e.portIndices {
                         let c = e.portCounters(i)
-                        drops[.truncated] &+= e.devices[i]?.truncatedFrames ?? 0
+                        if let d = e.devices[i] {
+                            d.readKernelStatistics()
+                            drops[.truncated] &+= d.truncatedFrames
+                            drops[.rxRingFull] &+= d.ringFullDrops
+                        }
                         ports.append(PortStats(name: e.portNames[i]!, state: e.isUp(i) ? "up" : "down",
                                                rxFrames: c.rxFrames, rxBytes: c.rxBytes, txFrames: c.txFrames,
                                                txBytes: c.txBytes, downEvents: c.downEvents))

@@ -299,6 +299,32 @@ final class PacketSocketPortTests: XCTestCase {
         XCTAssertEqual(b.receive(into: small), 0)
     }
 
+    func testFramesDroppedAtAFullReceiveRingAreCounted() throws {
+        let (a, b) = try openPorts()
+        // b never reads: once its receive ring is full, the kernel drops the rest and says so in
+        // PACKET_STATISTICS, which the port adds up (the daemon shows it as rx-ring-full).
+        let slots = b.rxLayout.frameCount
+        let total = slots + 40
+        var sent = 0
+        while sent < total {
+            let out = OutgoingFrames(capacity: 16)
+            for i in 0..<min(16, total - sent) { out.add(craftFrame(sequence: UInt8(truncatingIfNeeded: sent + i))) }
+            let n = out.send(on: a)
+            XCTAssertGreaterThan(n, 0)
+            sent += n
+            usleep(2_000)
+        }
+        usleep(200_000)
+        b.readKernelStatistics()
+        XCTAssertGreaterThanOrEqual(b.counters.kernelDrops, UInt64(total - slots))
+        let port = SwitchPort.packet(b)
+        XCTAssertEqual(port.ringFullDrops, b.counters.kernelDrops)
+        // The kernel's counter is reset by each read; the port keeps the sum.
+        let before = b.counters.kernelDrops
+        b.readKernelStatistics()
+        XCTAssertEqual(b.counters.kernelDrops, before)
+    }
+
     func testDeletedInterfaceMakesThePortDead() throws {
         let (a, _) = try openPorts()
         XCTAssertEqual(runCommand(["/usr/sbin/ip", "link", "del", nameA]).status, 0)
