@@ -21,10 +21,6 @@
 // - Thread safety: none. The table belongs to its bridge's dataplane thread; the control plane
 //   reaches it only through that thread (see BridgeEngine).
 //
-#if canImport(Glibc)
-import Glibc
-#endif
-
 // Time is a UInt32 count of milliseconds that may wrap; ages use wrapping subtraction.
 
 /// (VLAN, MAC) packed in one machine word.
@@ -112,7 +108,7 @@ public final class MACTable {
         while (1 << bits) < capacity * 2 { bits += 1 }
         slotBits = bits
         slotMask = (1 << bits) - 1
-        slots = MACTable.allocateIndex(slotCount: 1 << bits)
+        slots = .allocate(capacity: 1 << bits)
         slots.initialize(repeating: FDBSlot.empty, count: 1 << bits)
         keys = .allocate(capacity: capacity)
         keys.initialize(repeating: 0, count: capacity)
@@ -150,20 +146,6 @@ public final class MACTable {
         let slab = capacity * (8 + 2 + 1 + 4 + 4 + 4 + 4)
         let index = (1 << slotBits) * MemoryLayout<FDBSlot>.stride
         return Double(slab + index) / Double(capacity)
-    }
-
-    /// The hash index. A large table is spread over more memory than the TLB covers in 4 KiB pages,
-    /// so a lookup would pay a page walk as well as a cache miss: indexes of 2 MiB and more are
-    /// aligned to 2 MiB and offered to transparent huge pages (a hint; without it nothing changes).
-    static func allocateIndex(slotCount: Int) -> UnsafeMutablePointer<FDBSlot> {
-        let bytes = slotCount * MemoryLayout<FDBSlot>.stride
-        let huge = 2 << 20
-        guard bytes >= huge else { return .allocate(capacity: slotCount) }
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: huge)
-        #if canImport(Glibc)
-        _ = madvise(raw, bytes, MADV_HUGEPAGE)
-        #endif
-        return raw.bindMemory(to: FDBSlot.self, capacity: slotCount)
     }
 
     @inline(__always)
