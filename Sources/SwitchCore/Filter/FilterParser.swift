@@ -153,6 +153,10 @@ public enum FilterParser {
             }
             return (v, inv)
         }
+        /// Notes that an option of extension `ext` (arp, ip, ip6, ...) was used at `option`'s column.
+        func uses(_ ext: String, _ option: FilterToken) {
+            firstColumn[ext] = min(firstColumn[ext] ?? option.column, option.column)
+        }
         func once(_ key: String, _ option: FilterToken) throws(FilterError) {
             guard seen.insert(key).inserted else { throw FilterError("option \(option.text) given more than once", column: option.column) }
             hasMatchOrTarget = true
@@ -282,82 +286,82 @@ public enum FilterParser {
                 guard let n = UInt16(v.text), n <= 4094 else { throw FilterError("invalid VLAN ID '\(v.text)': expected 0 to 4094", column: v.column) }
                 rule.vlanID = Negatable(n, inverted: inv)
             case "--vlan-prio":
-                try once(o, t); let (v, inv) = try value(t); firstColumn["vlan"] = min(firstColumn["vlan"] ?? t.column, t.column)
+                try once(o, t); let (v, inv) = try value(t); uses("vlan", t)
                 guard let n = UInt8(v.text), n <= 7 else { throw FilterError("invalid VLAN priority '\(v.text)': expected 0 to 7", column: v.column) }
                 rule.vlanPriority = Negatable(n, inverted: inv)
             case "--vlan-encap":
-                try once(o, t); let (v, inv) = try value(t); firstColumn["vlan"] = min(firstColumn["vlan"] ?? t.column, t.column)
+                try once(o, t); let (v, inv) = try value(t); uses("vlan", t)
                 rule.vlanEncapsulation = Negatable(try etherType(v), inverted: inv)
             case "--arp-op", "--arp-opcode":
-                try once("--arp-op", t); let (v, inv) = try value(t); firstColumn["arp"] = min(firstColumn["arp"] ?? t.column, t.column)
+                try once("--arp-op", t); let (v, inv) = try value(t); uses("arp", t)
                 guard let n = ARPNames.opcode(v.text) else { throw FilterError("invalid ARP opcode '\(v.text)'", column: v.column) }
                 rule.arpOpcode = Negatable(n, inverted: inv)
             case "--arp-htype":
-                try once(o, t); let (v, inv) = try value(t); firstColumn["arp"] = min(firstColumn["arp"] ?? t.column, t.column)
+                try once(o, t); let (v, inv) = try value(t); uses("arp", t)
                 let n: UInt16? = v.text.lowercased() == "ethernet" ? 1 : UInt16(v.text)
                 guard let n else { throw FilterError("invalid ARP hardware type '\(v.text)'", column: v.column) }
                 rule.arpHardwareType = Negatable(n, inverted: inv)
             case "--arp-ptype":
-                try once(o, t); let (v, inv) = try value(t); firstColumn["arp"] = min(firstColumn["arp"] ?? t.column, t.column)
+                try once(o, t); let (v, inv) = try value(t); uses("arp", t)
                 rule.arpProtocolType = Negatable(try etherType(v), inverted: inv)
             case "--arp-ip-src":
-                try once(o, t); let (v, inv) = try value(t); firstColumn["arp"] = min(firstColumn["arp"] ?? t.column, t.column)
+                try once(o, t); let (v, inv) = try value(t); uses("arp", t)
                 rule.arpIPSource = Negatable(try ipv4(v), inverted: inv)
             case "--arp-ip-dst":
-                try once(o, t); let (v, inv) = try value(t); firstColumn["arp"] = min(firstColumn["arp"] ?? t.column, t.column)
+                try once(o, t); let (v, inv) = try value(t); uses("arp", t)
                 rule.arpIPDestination = Negatable(try ipv4(v), inverted: inv)
             case "--arp-mac-src":
-                try once(o, t); let (v, inv) = try value(t); firstColumn["arp"] = min(firstColumn["arp"] ?? t.column, t.column)
+                try once(o, t); let (v, inv) = try value(t); uses("arp", t)
                 rule.arpMACSource = Negatable(try macPattern(v, keywords: false), inverted: inv)
             case "--arp-mac-dst":
-                try once(o, t); let (v, inv) = try value(t); firstColumn["arp"] = min(firstColumn["arp"] ?? t.column, t.column)
+                try once(o, t); let (v, inv) = try value(t); uses("arp", t)
                 rule.arpMACDestination = Negatable(try macPattern(v, keywords: false), inverted: inv)
             case "--arp-gratuitous":
-                try once(o, t); firstColumn["arp"] = min(firstColumn["arp"] ?? t.column, t.column)
+                try once(o, t); uses("arp", t)
                 rule.arpGratuitous = Negatable(true, inverted: pendingInvert != nil)
                 pendingInvert = nil
             case "--ip-src", "--ip-source":
-                try once("--ip-src", t); let (v, inv) = try value(t); firstColumn["ip"] = min(firstColumn["ip"] ?? t.column, t.column)
+                try once("--ip-src", t); let (v, inv) = try value(t); uses("ip", t)
                 rule.ipSource = Negatable(try ipv4(v), inverted: inv)
             case "--ip-dst", "--ip-destination":
-                try once("--ip-dst", t); let (v, inv) = try value(t); firstColumn["ip"] = min(firstColumn["ip"] ?? t.column, t.column)
+                try once("--ip-dst", t); let (v, inv) = try value(t); uses("ip", t)
                 rule.ipDestination = Negatable(try ipv4(v), inverted: inv)
             case "--ip-tos":
-                try once(o, t); let (v, inv) = try value(t); firstColumn["ip"] = min(firstColumn["ip"] ?? t.column, t.column)
+                try once(o, t); let (v, inv) = try value(t); uses("ip", t)
                 guard let n = byteNumber(v.text) else { throw FilterError("invalid TOS '\(v.text)': expected 0 to 255 or 0x00 to 0xff", column: v.column) }
                 rule.ipTOS = Negatable(UInt8(n), inverted: inv)
             case "--ip-proto", "--ip-protocol":
-                try once("--ip-proto", t); let (v, inv) = try value(t); firstColumn["ip"] = min(firstColumn["ip"] ?? t.column, t.column)
+                try once("--ip-proto", t); let (v, inv) = try value(t); uses("ip", t)
                 guard let n = IPProtocolNames.value(of: v.text) else { throw FilterError("unknown IP protocol '\(v.text)'", column: v.column) }
                 rule.ipProtocol = Negatable(n, inverted: inv)
             case "--ip-sport", "--ip-source-port":
-                try once("--ip-sport", t); let (v, inv) = try value(t); firstColumn["ip"] = min(firstColumn["ip"] ?? t.column, t.column)
+                try once("--ip-sport", t); let (v, inv) = try value(t); uses("ip", t)
                 firstColumn["ip-port"] = t.column
                 rule.ipSourcePort = Negatable(try portRange(v), inverted: inv)
             case "--ip-dport", "--ip-destination-port":
-                try once("--ip-dport", t); let (v, inv) = try value(t); firstColumn["ip"] = min(firstColumn["ip"] ?? t.column, t.column)
+                try once("--ip-dport", t); let (v, inv) = try value(t); uses("ip", t)
                 firstColumn["ip-port"] = firstColumn["ip-port"] ?? t.column
                 rule.ipDestinationPort = Negatable(try portRange(v), inverted: inv)
             case "--ip6-src", "--ip6-source":
-                try once("--ip6-src", t); let (v, inv) = try value(t); firstColumn["ip6"] = min(firstColumn["ip6"] ?? t.column, t.column)
+                try once("--ip6-src", t); let (v, inv) = try value(t); uses("ip6", t)
                 rule.ip6Source = Negatable(try ipv6(v), inverted: inv)
             case "--ip6-dst", "--ip6-destination":
-                try once("--ip6-dst", t); let (v, inv) = try value(t); firstColumn["ip6"] = min(firstColumn["ip6"] ?? t.column, t.column)
+                try once("--ip6-dst", t); let (v, inv) = try value(t); uses("ip6", t)
                 rule.ip6Destination = Negatable(try ipv6(v), inverted: inv)
             case "--ip6-tclass":
-                try once(o, t); let (v, inv) = try value(t); firstColumn["ip6"] = min(firstColumn["ip6"] ?? t.column, t.column)
+                try once(o, t); let (v, inv) = try value(t); uses("ip6", t)
                 guard let n = byteNumber(v.text) else { throw FilterError("invalid traffic class '\(v.text)': expected 0 to 255 or 0x00 to 0xff", column: v.column) }
                 rule.ip6TrafficClass = Negatable(UInt8(n), inverted: inv)
             case "--ip6-proto", "--ip6-protocol":
-                try once("--ip6-proto", t); let (v, inv) = try value(t); firstColumn["ip6"] = min(firstColumn["ip6"] ?? t.column, t.column)
+                try once("--ip6-proto", t); let (v, inv) = try value(t); uses("ip6", t)
                 guard let n = IPProtocolNames.value(of: v.text) else { throw FilterError("unknown IP protocol '\(v.text)'", column: v.column) }
                 rule.ip6Protocol = Negatable(n, inverted: inv)
             case "--ip6-sport", "--ip6-source-port":
-                try once("--ip6-sport", t); let (v, inv) = try value(t); firstColumn["ip6"] = min(firstColumn["ip6"] ?? t.column, t.column)
+                try once("--ip6-sport", t); let (v, inv) = try value(t); uses("ip6", t)
                 firstColumn["ip6-port"] = t.column
                 rule.ip6SourcePort = Negatable(try portRange(v), inverted: inv)
             case "--ip6-dport", "--ip6-destination-port":
-                try once("--ip6-dport", t); let (v, inv) = try value(t); firstColumn["ip6"] = min(firstColumn["ip6"] ?? t.column, t.column)
+                try once("--ip6-dport", t); let (v, inv) = try value(t); uses("ip6", t)
                 firstColumn["ip6-port"] = firstColumn["ip6-port"] ?? t.column
                 rule.ip6DestinationPort = Negatable(try portRange(v), inverted: inv)
             case "--among-src", "--among-dst":
