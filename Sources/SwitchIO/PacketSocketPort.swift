@@ -3,19 +3,33 @@
 //
 // Design note: the kernel quirks this file handles, and where.
 //
-// - Rings, not syscalls (init, receive, transmit). One socket carries an RX ring and a TX ring,
-//   mapped with one mmap (RX ring first, then TX ring). `receive` walks RX slots whose tp_status has
-//   TP_STATUS_USER and never enters the kernel; `releaseReceived` hands them back. `transmit` fills
-//   TX slots and marks them TP_STATUS_SEND_REQUEST; `flush` makes one send(fd, NULL, 0,
+// - Rings, not syscalls (init, receive, transmit). The port's main socket carries an RX ring and a
+//   TX ring, mapped with one mmap (RX ring first, then TX ring); a second, receive-only "bulk"
+//   socket carries a second RX ring (see "Two RX rings"). `receive` walks RX slots whose tp_status
+//   has TP_STATUS_USER and never enters the kernel; `releaseReceived` hands them back. `transmit`
+//   fills TX slots and marks them TP_STATUS_SEND_REQUEST; `flush` makes one send(fd, NULL, 0,
 //   MSG_DONTWAIT) for the lot. tp_status is shared with the kernel (written from softirq on another
 //   CPU): it is read with acquire and written with release ordering (C shims
 //   CLinuxNet_load_acquire_u32 / CLinuxNet_store_release_u32), so frame bytes and status never
 //   appear out of order on either side.
-// - Slot geometry (ringLayout). Slots must hold GSO super-frames (up to 64 KiB plus headers), so the
-//   default slot is 69632 bytes (17 pages). The kernel allocates each ring block as a power of two
-//   pages and wastes the tail that does not hold a whole slot, so the block size is the smallest
-//   power of two pages that wastes at most 1/32 of itself: 1 MiB blocks of 15 slots by default.
-//   The kernel requires tp_frame_nr == blocks * slots per block, so slot counts round up to blocks.
+// - Two RX rings, split by frame size. A TPACKET_V2 slot has one fixed size, and a slot must hold a
+//   GSO super-frame (64 KiB plus headers), so a ring of such slots holds few frames for its memory:
+//   270 slots of 68 KiB (18 MiB) overflowed whenever the bridge thread was off the CPU for a
+//   scheduler slice during a burst of small or MTU-sized frames (RFC 2889 trials, TCP without
+//   offloads). TPACKET_V3 packs frames of any size into blocks, but hands a block over only when it
+//   is full or its retire timer (at least 1 ms) fires, which would cost the switch its latency.
+//   So the port opens two packet sockets on the interface, with complementary classic BPF filters
+//   on the frame length (CLinuxNet_attach_length_filter): frames that fit a 2 KiB slot go to the
+//   main socket's ring of 4096 small slots (8 MiB), longer ones (GSO super-frames, jumbo frames) to
+//   the bulk socket's ring of 64 slots of 68 KiB. Every frame reaches exactly one ring. `receive`
+//   takes frames from both in the order the kernel timestamped them (tp_sec, tp_nsec: taken per
+//   frame as the kernel writes it into the ring), so a flow whose frames alternate between the
+//   two sizes is not reordered.
+// - Slot geometry (ringLayout). The kernel allocates each ring block as a power of two pages and
+//   wastes the tail that does not hold a whole slot, so the block size is the smallest power of two
+//   pages that wastes at most 1/32 of itself: 1 MiB blocks of 15 slots of 68 KiB, 4 KiB blocks of
+//   2 slots of 2 KiB. The kernel requires tp_frame_nr == blocks * slots per block, so slot counts
+//   round up to blocks.
 // - Offloads (PACKET_VNET_HDR). Guests and veth hand us CHECKSUM_PARTIAL frames and GSO
 //   super-frames; without the virtio_net_hdr the switch would forward frames with bad checksums
 //   or frames larger than any MTU. Checked against net/packet/af_packet.c:
@@ -80,8 +94,8 @@ public struct PacketPortCounters: Equatable, Sendable {
     public var truncated: UInt64 = 0
     /// Frames shorter than an Ethernet header, not delivered.
     public var runts: UInt64 = 0
-    /// Frames dropped by the kernel because the RX ring was full (PACKET_STATISTICS, read by
-    /// `readKernelStatistics()`).
+    /// Frames dropped by the kernel because an RX ring was full (PACKET_STATISTICS of both
+    /// sockets, read by `readKernelStatistics()`).
     public var kernelDrops: UInt64 = 0
     /// Frames queued on the TX ring.
     public var transmitted: UInt64 = 0
@@ -99,12 +113,17 @@ public struct PacketPortCounters: Equatable, Sendable {
 public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// Ring sizes. Slot counts round up to whole ring blocks (see `ringLayout`).
     public struct Options: Equatable, Sendable {
-        /// RX ring slots (frames the kernel can hold for us between two `receive` calls).
+        /// Small RX ring slots (frames up to `smallFrameLimit` bytes the kernel can hold for us
+        /// between two `receive` calls).
         public var rxFrames: Int
+        /// Bytes per small RX slot, headers included; rounded up to a multiple of 16.
+        public var rxFrameSize: Int
+        /// Bulk RX ring slots, for frames longer than a small slot holds (GSO super-frames).
+        public var bulkFrames: Int
         /// TX ring slots (frames queued and in flight).
         public var txFrames: Int
-        /// Bytes per slot, headers included; rounded up to a multiple of 16. The default holds a
-        /// 64 KiB GSO super-frame.
+        /// Bytes per bulk RX slot and per TX slot, headers included; rounded up to a multiple of
+        /// 16. The default holds a 64 KiB GSO super-frame.
         public var frameSize: Int
         /// Put the interface in promiscuous mode for as long as the socket lives
         /// (PACKET_MR_PROMISC; the kernel drops it when the socket closes). A switch port needs
@@ -112,13 +131,16 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         public var promiscuous: Bool
 
         public static let defaultFrameSize = 69632
+        public static let defaultRxFrameSize = 2048
 
-        /// 256 RX and 128 TX slots of 68 KiB: 27 MiB per port (docs/performance.md, "Ring memory
-        /// per port": 64 RX slots cost a third of TCP throughput without offloads, 1024 bought
-        /// nothing measurable; TX must hold one whole batch of 128 frames for one port).
-        public init(rxFrames: Int = 256, txFrames: Int = 128, frameSize: Int = Options.defaultFrameSize,
-                    promiscuous: Bool = true) {
+        /// 4096 small RX slots of 2 KiB, 64 bulk RX slots and 128 TX slots of 68 KiB: 22 MiB per
+        /// port (docs/performance.md, "Ring memory per port"; TX must hold one whole batch of 128
+        /// frames for one port).
+        public init(rxFrames: Int = 4096, rxFrameSize: Int = Options.defaultRxFrameSize, bulkFrames: Int = 64,
+                    txFrames: Int = 128, frameSize: Int = Options.defaultFrameSize, promiscuous: Bool = true) {
             self.rxFrames = rxFrames
+            self.rxFrameSize = rxFrameSize
+            self.bulkFrames = bulkFrames
             self.txFrames = txFrames
             self.frameSize = frameSize
             self.promiscuous = promiscuous
@@ -159,29 +181,41 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// The interface the port is bound to, and its index when the port was opened.
     public let interfaceName: String
     public let ifIndex: Int32
-    /// The packet socket: poll it for POLLIN (frames in the RX ring) and POLLERR (interface gone
-    /// or down; then call `checkError()`). -1 once closed.
+    /// The main packet socket (small RX ring, TX ring): poll it for POLLIN (frames in the RX
+    /// ring) and POLLERR (interface gone or down; then call `checkError()`). -1 once closed.
     public private(set) var fileDescriptor: Int32
+    /// The bulk packet socket (RX ring of long frames): poll it for POLLIN too. -1 once closed.
+    public private(set) var bulkDescriptor: Int32
     public let rxLayout: RingLayout
+    public let bulkLayout: RingLayout
     public let txLayout: RingLayout
+    /// Frames up to this length (as the kernel holds them, without a stripped VLAN tag) go to the
+    /// small RX ring, longer ones to the bulk ring.
+    public let smallFrameLimit: Int
     public private(set) var counters = PacketPortCounters()
     /// True once the interface is gone (or the port closed): receive and transmit do nothing.
     public private(set) var isDead = false
 
     private var ring: UnsafeMutableRawPointer?
     private let ringBytes: Int
+    private var bulkRing: UnsafeMutableRawPointer?
     private let rxSlots: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    private let bulkSlots: UnsafeMutablePointer<UnsafeMutableRawPointer>
     private let txSlots: UnsafeMutablePointer<UnsafeMutableRawPointer>
     private let rxCount: Int
+    private let bulkCount: Int
     private let txCount: Int
     /// Bytes of frame (after the vnet header) a TX slot holds.
     private let txFrameCapacity: Int
 
     // RX: `rxNext` is the next slot to look at; `rxHeld` slots before it, starting at
-    // `rxReleaseFrom`, are ours until releaseReceived().
+    // `rxReleaseFrom`, are ours until releaseReceived(). The same for the bulk ring.
     private var rxNext = 0
     private var rxReleaseFrom = 0
     private var rxHeld = 0
+    private var bulkNext = 0
+    private var bulkReleaseFrom = 0
+    private var bulkHeld = 0
     // TX: `txNext` is the next slot to fill. `txHead` follows the kernel's TX head: the oldest of
     // `txInFlight` slots we marked SEND_REQUEST that the kernel has not yet taken.
     private var txNext = 0
@@ -195,6 +229,9 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// Frames up to this size (and without GSO) are sent with vnet hdr_len = their length, so the
     /// kernel copies them whole into the skb's head (see "TX copy" in the header).
     static let linearCopyLimit = 2048
+    /// Bytes of an RX slot in front of the frame, at most: tpacket2_hdr and sockaddr_ll aligned
+    /// (80 for a 14-byte MAC header) plus the vnet header, the kernel's `macoff` being 76.
+    static let rxHeadroom = 96
 
     /// Opens a port on the existing interface `name`. Throws with the failing step named in the
     /// error (no such interface, not Ethernet, ring setup refused...).
@@ -207,36 +244,58 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
             let e = errno
             throw SystemError("no interface named \"\(name)\" (if_nametoindex)", errno: e == 0 ? ENODEV : e)
         }
-        guard options.rxFrames > 0, options.txFrames > 0, options.frameSize >= 256 else {
-            throw SystemError("PacketSocketPort options for \(name): rxFrames and txFrames must be positive, "
-                              + "frameSize at least 256 (got \(options))", errno: EINVAL)
+        guard options.rxFrames > 0, options.bulkFrames > 0, options.txFrames > 0, options.rxFrameSize >= 256,
+              options.frameSize > options.rxFrameSize else {
+            throw SystemError("PacketSocketPort options for \(name): rxFrames, bulkFrames and txFrames must be "
+                              + "positive, rxFrameSize at least 256 and frameSize above it (got \(options))",
+                              errno: EINVAL)
         }
         interfaceName = name
         ifIndex = Int32(bitPattern: index)
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        rxLayout = Self.ringLayout(frames: options.rxFrames, frameSize: options.frameSize, pageSize: page)
+        rxLayout = Self.ringLayout(frames: options.rxFrames, frameSize: options.rxFrameSize, pageSize: page)
+        bulkLayout = Self.ringLayout(frames: options.bulkFrames, frameSize: options.frameSize, pageSize: page)
         txLayout = Self.ringLayout(frames: options.txFrames, frameSize: options.frameSize, pageSize: page)
+        smallFrameLimit = rxLayout.frameSize - Self.rxHeadroom
         rxCount = rxLayout.frameCount
+        bulkCount = bulkLayout.frameCount
         txCount = txLayout.frameCount
         ringBytes = rxLayout.byteCount + txLayout.byteCount
         txFrameCapacity = txLayout.frameSize - Self.txDataOffset - Self.vnetSize
         rxSlots = .allocate(capacity: rxCount)
+        bulkSlots = .allocate(capacity: bulkCount)
         txSlots = .allocate(capacity: txCount)
         fileDescriptor = -1
+        bulkDescriptor = -1
 
         // From here on, a failure closes what was opened (deinit runs: all stored properties are set).
         let fd = try systemCall("socket(AF_PACKET) for \(name)") {
             socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
         fileDescriptor = fd
+        let bulkFD = try systemCall("socket(AF_PACKET) for the bulk ring of \(name)") {
+            socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
+        bulkDescriptor = bulkFD
 
         // Version, vnet header and reserve must be set before the rings exist (EBUSY after).
-        try setOption(CLinuxNet_PACKET_VERSION, CLinuxNet_TPACKET_V2, "PACKET_VERSION TPACKET_V2")
-        try setOption(CLinuxNet_PACKET_VNET_HDR, 1, "PACKET_VNET_HDR")
-        try setOption(CLinuxNet_PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS")
-        try setOption(CLinuxNet_PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING")
-        try setRing(CLinuxNet_PACKET_RX_RING, rxLayout, "PACKET_RX_RING")
-        try setRing(CLinuxNet_PACKET_TX_RING, txLayout, "PACKET_TX_RING")
+        for s in [fd, bulkFD] {
+            try setOption(s, CLinuxNet_PACKET_VERSION, CLinuxNet_TPACKET_V2, "PACKET_VERSION TPACKET_V2")
+            try setOption(s, CLinuxNet_PACKET_VNET_HDR, 1, "PACKET_VNET_HDR")
+            try setOption(s, CLinuxNet_PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING")
+        }
+        try setOption(fd, CLinuxNet_PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS")
+        try setRing(fd, CLinuxNet_PACKET_RX_RING, rxLayout, "PACKET_RX_RING")
+        try setRing(fd, CLinuxNet_PACKET_TX_RING, txLayout, "PACKET_TX_RING")
+        try setRing(bulkFD, CLinuxNet_PACKET_RX_RING, bulkLayout, "PACKET_RX_RING (bulk)")
+        // The split by length (see "Two RX rings"), in place before either socket is bound.
+        let limit = UInt32(smallFrameLimit)
+        _ = try systemCall("setsockopt(SO_ATTACH_FILTER: frames up to \(limit) bytes) on \(name)") {
+            CLinuxNet_attach_length_filter(fd, limit, 0)
+        }
+        _ = try systemCall("setsockopt(SO_ATTACH_FILTER: frames over \(limit) bytes) on \(name)") {
+            CLinuxNet_attach_length_filter(bulkFD, limit, 1)
+        }
 
         let base = mmap(nil, ringBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let base, base != UnsafeMutableRawPointer(bitPattern: -1) else {
@@ -245,16 +304,24 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         ring = base
         Self.fillSlots(rxSlots, base: base, layout: rxLayout)
         Self.fillSlots(txSlots, base: base + rxLayout.byteCount, layout: txLayout)
+        let bulkBase = mmap(nil, bulkLayout.byteCount, PROT_READ | PROT_WRITE, MAP_SHARED, bulkFD, 0)
+        guard let bulkBase, bulkBase != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw SystemError("mmap of \(bulkLayout.byteCount) bytes of the bulk RX ring for \(name)", errno: errno)
+        }
+        bulkRing = bulkBase
+        Self.fillSlots(bulkSlots, base: bulkBase, layout: bulkLayout)
 
-        // Bind last, so that no frame reaches the socket before the rings are in place.
+        // Bind last, so that no frame reaches a socket before its rings and filter are in place.
         var address = sockaddr_ll()
         address.sll_family = UInt16(AF_PACKET)
         address.sll_protocol = CLinuxNet_ETH_P_ALL.bigEndian
         address.sll_ifindex = ifIndex
-        _ = try systemCall("bind(AF_PACKET) to \(name) (ifindex \(ifIndex))") {
-            withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+        for s in [fd, bulkFD] {
+            _ = try systemCall("bind(AF_PACKET) to \(name) (ifindex \(ifIndex))") {
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(s, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                    }
                 }
             }
         }
@@ -276,25 +343,35 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     deinit {
         close()
         rxSlots.deallocate()
+        bulkSlots.deallocate()
         txSlots.deallocate()
     }
 
-    /// Unmaps the rings and closes the socket. Idempotent; the port is dead afterwards.
+    /// Unmaps the rings and closes the sockets. Idempotent; the port is dead afterwards.
     public func close() {
         isDead = true
         if let ring {
             munmap(ring, ringBytes)
             self.ring = nil
         }
+        if let bulkRing {
+            munmap(bulkRing, bulkLayout.byteCount)
+            self.bulkRing = nil
+        }
         if fileDescriptor >= 0 {
             _ = Glibc.close(fileDescriptor)
             fileDescriptor = -1
+        }
+        if bulkDescriptor >= 0 {
+            _ = Glibc.close(bulkDescriptor)
+            bulkDescriptor = -1
         }
     }
 
     // MARK: receive
 
-    /// Fills `batch` with the frames waiting in the RX ring, up to its capacity. No syscall.
+    /// Fills `batch` with the frames waiting in the two RX rings, oldest first, up to its
+    /// capacity. No syscall.
     public func receive(into batch: PacketBatch) -> Int {
         batch.count = 0
         if isDead { return 0 }
@@ -302,19 +379,35 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         let lengths = batch.lengths
         let vnets = batch.vnet
         let capacity = batch.capacity
-        let slots = rxSlots
-        let count = rxCount
-        var next = rxNext
-        var held = rxHeld
+        let small = rxSlots, smallCount = rxCount
+        let bulk = bulkSlots, bulkTotal = bulkCount
+        var next = rxNext, held = rxHeld
+        var bNext = bulkNext, bHeld = bulkHeld
         var n = 0
         var truncated: UInt64 = 0
         var runts: UInt64 = 0
-        while n < capacity && held < count {
-            let slot = slots[next]
-            let status = CLinuxNet_load_acquire_u32(slot.assumingMemoryBound(to: UInt32.self))
-            if status & CLinuxNet_TP_STATUS_USER == 0 { break }
-            held += 1
-            next = next + 1 == count ? 0 : next + 1
+        while n < capacity {
+            let smallSlot = small[next]
+            let bulkSlot = bulk[bNext]
+            let smallStatus = held < smallCount ? CLinuxNet_load_acquire_u32(smallSlot.assumingMemoryBound(to: UInt32.self)) : 0
+            let bulkStatus = bHeld < bulkTotal ? CLinuxNet_load_acquire_u32(bulkSlot.assumingMemoryBound(to: UInt32.self)) : 0
+            let smallReady = smallStatus & CLinuxNet_TP_STATUS_USER != 0
+            let bulkReady = bulkStatus & CLinuxNet_TP_STATUS_USER != 0
+            let slot: UnsafeMutableRawPointer
+            let status: UInt32
+            if smallReady && !(bulkReady && Self.arrivedBefore(bulkSlot, smallSlot)) {
+                slot = smallSlot
+                status = smallStatus
+                held += 1
+                next = next + 1 == smallCount ? 0 : next + 1
+            } else if bulkReady {
+                slot = bulkSlot
+                status = bulkStatus
+                bHeld += 1
+                bNext = bNext + 1 == bulkTotal ? 0 : bNext + 1
+            } else {
+                break
+            }
             let header = slot.assumingMemoryBound(to: tpacket2_hdr.self)
             let snapLength = Int(header.pointee.tp_snaplen)
             if snapLength < Int(header.pointee.tp_len) {
@@ -353,6 +446,8 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         }
         rxNext = next
         rxHeld = held
+        bulkNext = bNext
+        bulkHeld = bHeld
         batch.count = n
         if n > 0 { counters.received &+= UInt64(n) }
         if truncated != 0 { counters.truncated &+= truncated }
@@ -360,18 +455,32 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         return n
     }
 
+    /// True when the kernel wrote slot `a` strictly before slot `b` (their tp_sec, tp_nsec): the
+    /// order in which the two rings' frames are taken.
+    @inline(__always)
+    private static func arrivedBefore(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer) -> Bool {
+        let x = a.assumingMemoryBound(to: tpacket2_hdr.self)
+        let y = b.assumingMemoryBound(to: tpacket2_hdr.self)
+        if x.pointee.tp_sec != y.pointee.tp_sec { return x.pointee.tp_sec &- y.pointee.tp_sec > UInt32.max / 2 }
+        return x.pointee.tp_nsec < y.pointee.tp_nsec
+    }
+
     /// Gives every slot taken since the last release back to the kernel.
     public func releaseReceived() {
-        guard ring != nil else { return }
-        let slots = rxSlots
-        let count = rxCount
-        var i = rxReleaseFrom
-        for _ in 0..<rxHeld {
+        guard ring != nil, bulkRing != nil else { return }
+        (rxReleaseFrom, rxHeld) = Self.release(rxSlots, count: rxCount, from: rxReleaseFrom, held: rxHeld)
+        (bulkReleaseFrom, bulkHeld) = Self.release(bulkSlots, count: bulkCount, from: bulkReleaseFrom, held: bulkHeld)
+    }
+
+    @inline(__always)
+    private static func release(_ slots: UnsafeMutablePointer<UnsafeMutableRawPointer>, count: Int, from: Int,
+                                held: Int) -> (Int, Int) {
+        var i = from
+        for _ in 0..<held {
             CLinuxNet_store_release_u32(slots[i].assumingMemoryBound(to: UInt32.self), CLinuxNet_TP_STATUS_KERNEL)
             i = i + 1 == count ? 0 : i + 1
         }
-        rxReleaseFrom = i
-        rxHeld = 0
+        return (i, 0)
     }
 
     // MARK: transmit
@@ -519,6 +628,14 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         if getsockopt(fileDescriptor, SOL_SOCKET, SO_ERROR, &pending, &size) != 0 {
             return SystemError("getsockopt(SO_ERROR) on packet socket of \(interfaceName)", errno: errno)
         }
+        // The bulk socket gets the same error; clear it too, or poll keeps reporting it.
+        if bulkDescriptor >= 0 {
+            var bulkPending: Int32 = 0
+            size = socklen_t(MemoryLayout<Int32>.size)
+            if getsockopt(bulkDescriptor, SOL_SOCKET, SO_ERROR, &bulkPending, &size) == 0 && pending == 0 {
+                pending = bulkPending
+            }
+        }
         // After NETDEV_UNREGISTER the kernel resets the socket's ifindex to -1.
         if let bound = try? boundAddress(), bound.sll_ifindex != ifIndex { isDead = true }
         if pending != 0 {
@@ -530,31 +647,30 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         return nil
     }
 
-    /// Adds the kernel's RX drop count (ring full) since the last call to `counters.kernelDrops`
-    /// (PACKET_STATISTICS, which the kernel resets on every read).
+    /// Adds the kernel's RX drop count (ring full) of both sockets since the last call to
+    /// `counters.kernelDrops` (PACKET_STATISTICS, which the kernel resets on every read).
     public func readKernelStatistics() {
-        guard fileDescriptor >= 0 else { return }
-        var stats = tpacket_stats()
-        var size = socklen_t(MemoryLayout<tpacket_stats>.size)
-        if getsockopt(fileDescriptor, CLinuxNet_SOL_PACKET, CLinuxNet_PACKET_STATISTICS, &stats, &size) == 0 {
-            counters.kernelDrops &+= UInt64(stats.tp_drops)
+        for fd in [fileDescriptor, bulkDescriptor] where fd >= 0 {
+            var stats = tpacket_stats()
+            var size = socklen_t(MemoryLayout<tpacket_stats>.size)
+            if getsockopt(fd, CLinuxNet_SOL_PACKET, CLinuxNet_PACKET_STATISTICS, &stats, &size) == 0 {
+                counters.kernelDrops &+= UInt64(stats.tp_drops)
+            }
         }
     }
 
     // MARK: setup helpers
 
-    private func setOption(_ option: Int32, _ value: Int32, _ what: String) throws(SystemError) {
+    private func setOption(_ fd: Int32, _ option: Int32, _ value: Int32, _ what: String) throws(SystemError) {
         var v = value
-        let fd = fileDescriptor
         _ = try systemCall("setsockopt(\(what)) on \(interfaceName)") {
             setsockopt(fd, CLinuxNet_SOL_PACKET, option, &v, socklen_t(MemoryLayout<Int32>.size))
         }
     }
 
-    private func setRing(_ option: Int32, _ layout: RingLayout, _ what: String) throws(SystemError) {
+    private func setRing(_ fd: Int32, _ option: Int32, _ layout: RingLayout, _ what: String) throws(SystemError) {
         var request = tpacket_req(tp_block_size: UInt32(layout.blockSize), tp_block_nr: UInt32(layout.blockCount),
                                   tp_frame_size: UInt32(layout.frameSize), tp_frame_nr: UInt32(layout.frameCount))
-        let fd = fileDescriptor
         _ = try systemCall("setsockopt(\(what): \(layout.blockCount) x \(layout.blockSize)-byte blocks, "
                            + "\(layout.frameCount) x \(layout.frameSize)-byte frames) on \(interfaceName)") {
             setsockopt(fd, CLinuxNet_SOL_PACKET, option, &request, socklen_t(MemoryLayout<tpacket_req>.size))

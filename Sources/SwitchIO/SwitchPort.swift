@@ -49,6 +49,14 @@ public enum SwitchPort: FramePort {
         }
     }
 
+    /// A second descriptor to wait on (the bulk RX ring of an AF_PACKET port), or -1.
+    public var secondPollDescriptor: Int32 {
+        switch self {
+        case .packet(let p): return p.bulkDescriptor
+        case .tap: return -1
+        }
+    }
+
     /// True once the kernel interface under the port is gone.
     public var isDead: Bool {
         switch self {

@@ -193,6 +193,10 @@ final class BridgeRunner: @unchecked Sendable {
             guard let d = engine.devices[i] else { continue }
             pollSet.append(pollfd(fd: d.pollDescriptor, events: Int16(POLLIN), revents: 0))
             pollPorts.append(i)
+            if d.secondPollDescriptor >= 0 {
+                pollSet.append(pollfd(fd: d.secondPollDescriptor, events: Int16(POLLIN), revents: 0))
+                pollPorts.append(i)
+            }
         }
         pollSetStale = false
     }

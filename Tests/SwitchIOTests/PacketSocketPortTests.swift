@@ -79,8 +79,9 @@ private func receiveTestFrames(on port: PacketSocketPort, count: Int, timeout: D
     var result: [ReceivedFrame] = []
     let deadline = Date().addingTimeInterval(timeout)
     while result.count < count && Date() < deadline {
-        var p = pollfd(fd: port.fileDescriptor, events: Int16(POLLIN), revents: 0)
-        _ = poll(&p, 1, 50)
+        var p = [pollfd(fd: port.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                 pollfd(fd: port.bulkDescriptor, events: Int16(POLLIN), revents: 0)]
+        _ = poll(&p, 2, 50)
         let n = port.receive(into: batch)
         for i in 0..<n {
             let bytes = Array(UnsafeRawBufferPointer(start: batch.frames[i], count: Int(batch.lengths[i])))
@@ -129,7 +130,7 @@ final class PacketSocketPortTests: XCTestCase {
     }
 
     private func openPorts() throws -> (PacketSocketPort, PacketSocketPort) {
-        let options = PacketSocketPort.Options(rxFrames: 32, txFrames: 32)
+        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32)
         return (try PacketSocketPort(interface: nameA, options: options),
                 try PacketSocketPort(interface: nameB, options: options))
     }
@@ -139,10 +140,49 @@ final class PacketSocketPortTests: XCTestCase {
         XCTAssertEqual(a.interfaceName, nameA)
         XCTAssertEqual(a.ifIndex, Int32(bitPattern: if_nametoindex(nameA)))
         XCTAssertGreaterThanOrEqual(a.fileDescriptor, 0)
+        XCTAssertGreaterThanOrEqual(a.bulkDescriptor, 0)
         XCTAssertFalse(a.isDead)
-        XCTAssertEqual(a.rxLayout.blockSize, 1 << 20)
-        XCTAssertEqual(a.rxLayout.frameCount, 45)
+        // Small slots of 2 KiB, two to a page; bulk and TX slots of 68 KiB, 15 to a 1 MiB block.
+        XCTAssertEqual(a.rxLayout.blockSize, 4096)
+        XCTAssertEqual(a.rxLayout.frameCount, 32)
+        XCTAssertEqual(a.bulkLayout.blockSize, 1 << 20)
+        XCTAssertEqual(a.bulkLayout.frameCount, 15)
+        XCTAssertEqual(a.txLayout.frameCount, 45)
+        // An MTU-sized frame with two tags fits a small slot behind the headers.
+        XCTAssertEqual(a.smallFrameLimit, 2048 - 96)
+        XCTAssertGreaterThanOrEqual(a.smallFrameLimit, 1522)
         XCTAssertNil(a.checkError())
+    }
+
+    func testDefaultOptionsHoldManySmallFramesAndSomeSuperFrames() throws {
+        let a = try PacketSocketPort(interface: nameA)
+        XCTAssertEqual(a.rxLayout.frameCount, 4096)
+        XCTAssertEqual(a.rxLayout.frameSize, 2048)
+        XCTAssertEqual(a.bulkLayout.frameCount, 75)
+        XCTAssertGreaterThanOrEqual(a.bulkLayout.frameSize, 80 + 14 + 65535)
+        XCTAssertEqual(a.txLayout.frameCount, 135)
+        let mebibytes = Double(a.rxLayout.byteCount + a.bulkLayout.byteCount + a.txLayout.byteCount) / 1048576
+        XCTAssertEqual(mebibytes, 22.0, accuracy: 0.5)
+    }
+
+    func testFramesOfBothSizesArriveOnceEachInTheOrderSent() throws {
+        // Jumbo MTU, so that frames longer than a small slot cross the veth without GSO.
+        for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
+        let (a, b) = try openPorts()
+        let limit = b.smallFrameLimit
+        // Sizes on both sides of the split, interleaved: short, long, long, short...
+        let lengths = [60, limit - 14, limit - 13, 4000, 8000, 100, 1500, limit + 200, 64, 8900]
+        let frames = lengths.enumerated().map { craftFrame(sequence: UInt8($0.offset), payloadLength: $0.element) }
+        let out = OutgoingFrames()
+        for f in frames { out.add(f) }
+        XCTAssertEqual(out.send(on: a), frames.count)
+        usleep(100_000)
+        let received = receiveTestFrames(on: b, count: frames.count)
+        XCTAssertEqual(received.map(\.bytes.count), frames.map(\.count))
+        XCTAssertTrue(received.map(\.bytes) == frames, "frame contents differ")
+        // Nothing more: each frame reached exactly one of the two rings.
+        XCTAssertEqual(receiveTestFrames(on: b, count: 1, timeout: 0.3).count, 0)
+        XCTAssertEqual(b.counters.truncated, 0)
     }
 
     func testNonEthernetInterfaceIsRefusedWithoutLeaks() throws {
@@ -341,6 +381,7 @@ final class PacketSocketPortTests: XCTestCase {
         a.close()
         a.close()
         XCTAssertEqual(a.fileDescriptor, -1)
+        XCTAssertEqual(a.bulkDescriptor, -1)
     }
 
     func testSendFailsOnVanishedInterfaceWithoutPoll() throws {
@@ -401,7 +442,7 @@ final class PacketSocketPortTests: XCTestCase {
             writeSysctl("/proc/sys/net/ipv4/conf/\(name)/arp_ignore", "8")
             runCommand(["/usr/sbin/ip", "link", "set", name, "up"])
         }
-        let options = PacketSocketPort.Options(rxFrames: 64, txFrames: 64)
+        let options = PacketSocketPort.Options(rxFrames: 256, bulkFrames: 64, txFrames: 64)
         let ports = try portNames.map { name throws(SystemError) in try PacketSocketPort(interface: name, options: options) }
 
         let logPath = NSTemporaryDirectory() + "\(tag)-iperf.log"
@@ -431,7 +472,8 @@ final class PacketSocketPortTests: XCTestCase {
         var taggedSuperFrames = 0
         var forwarded = 0
         let deadline = Date().addingTimeInterval(60)
-        var fds = ports.map { pollfd(fd: $0.fileDescriptor, events: Int16(POLLIN), revents: 0) }
+        var fds = ports.flatMap { [pollfd(fd: $0.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                                   pollfd(fd: $0.bulkDescriptor, events: Int16(POLLIN), revents: 0)] }
         while client.isRunning && Date() < deadline {
             _ = poll(&fds, nfds_t(fds.count), 10)
             for (from, to, tci) in routes {

@@ -54,6 +54,13 @@ static const uint32_t CLinuxNet_TP_STATUS_SEND_REQUEST = TP_STATUS_SEND_REQUEST;
 static const uint32_t CLinuxNet_TP_STATUS_SENDING = TP_STATUS_SENDING;
 static const uint32_t CLinuxNet_TP_STATUS_WRONG_FORMAT = TP_STATUS_WRONG_FORMAT;
 
+/// Attaches a classic BPF socket filter to packet socket `fd` that accepts whole frames whose length
+/// (skb->len: from the MAC header, without a tag the kernel stripped) is above `limit` when
+/// `accept_longer` is non-zero, or at most `limit` otherwise, and drops the rest before they reach
+/// the socket's ring. Two sockets on one interface with complementary filters split its frames by
+/// size, each frame reaching exactly one of them. Returns setsockopt's result (errno set on -1).
+int CLinuxNet_attach_length_filter(int fd, uint32_t limit, int accept_longer);
+
 /// TPACKET_ALIGNMENT: ring frames and the data in them are aligned to this.
 static const int CLinuxNet_TPACKET_ALIGNMENT = TPACKET_ALIGNMENT;
 /// TPACKET2_HDRLEN: struct tpacket2_hdr (aligned) followed by struct sockaddr_ll.
