@@ -151,6 +151,15 @@ final class PacketSocketPortTests: XCTestCase {
         // An MTU-sized frame with two tags fits a small slot behind the headers.
         XCTAssertEqual(a.smallFrameLimit, 2048 - 96)
         XCTAssertGreaterThanOrEqual(a.smallFrameLimit, 1522)
+        // One receive handler per frame for both rings where the kernel has fanout's
+        // IGNORE_OUTGOING flag (Linux 6.2 and later).
+        var names = utsname()
+        uname(&names)
+        let release = withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let version = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        if version.count == 2 && (version[0], version[1]) >= (6, 2) {
+            XCTAssertTrue(a.usesFanout, "kernel \(release) should accept the fanout group")
+        }
         XCTAssertNil(a.checkError())
     }
 
