@@ -13,6 +13,10 @@ Design note.
   is where the issue asks for them, and never inside the switch under test.
 - Failure: a workload that errors, times out or moves no traffic is recorded as failed with its
   reason; the table shows "failed", never 0, never a gap.
+- Address tables: every switch's FDB is sized for `--fdb-size` addresses (default 1M) where the
+  size is configurable (userswitch `add-br --fdb-capacity`, Open vSwitch
+  `other_config:mac-table-size`; the Linux bridge has no limit by default), so the RFC 2889
+  capacity trials measure the switch, not a default. The memory probe keeps userswitch's default.
 - Cleanup: every namespace and process is recorded when created and removed in `Lab.destroy`,
   which also runs on SIGINT/SIGTERM and at exit.
 """
@@ -177,6 +181,7 @@ class UserSwitch(Switch):
     name = "userswitch"
     env = {}
     bindir = None
+    fdb_capacity = None  # None: the daemon's default
 
     def start(self):
         bindir = self.bin = self.bindir or self.args.userswitch_bin
@@ -194,7 +199,7 @@ class UserSwitch(Switch):
             if self.proc.poll() is not None:
                 raise Failed("userswitchd exited: " + open(self.log).read()[-300:])
             time.sleep(0.05)
-        self.ctl(["add-br", "br0"])
+        self.ctl(["add-br", "br0"] + (["--fdb-capacity", str(self.fdb_capacity)] if self.fdb_capacity else []))
         for i in range(1, self.lab.nhosts + 1):
             self.ctl(["add-port", "br0", f"s{i}"])
 
@@ -221,6 +226,7 @@ class UserSwitch(Switch):
 
 class OpenVSwitch(Switch):
     name = "ovs-netdev"
+    fdb_capacity = None
 
     def start(self):
         d = tempfile.mkdtemp(prefix="ovs-", dir=self.lab.work)
@@ -238,6 +244,8 @@ class OpenVSwitch(Switch):
         run(f"env {self.env} ip netns exec {sw} ovs-vswitchd {self.dbsock} --pidfile={d}/ovs-vswitchd.pid "
             f"--unixctl={d}/ovs-vswitchd.ctl --log-file={d}/ovs-vswitchd.log --detach")
         self.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
+        if self.fdb_capacity:
+            self.vsctl("set", "bridge", "br0", f"other_config:mac-table-size={self.fdb_capacity}")
         for i in range(1, self.lab.nhosts + 1):
             self.vsctl("add-port", "br0", f"s{i}")
         run(["ip", "-n", sw, "link", "set", "br0", "up"], check=False)
@@ -870,6 +878,8 @@ def main():
                     help="fraction of the CPUs others may use when a switch's turn starts (default 0.15)")
     ap.add_argument("--quiet-wait", type=float, default=600, help="seconds to wait for a quiet machine")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--fdb-size", type=int, default=1 << 20,
+                    help="addresses every switch's FDB is sized for, where configurable (default 1048576)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE[,VAR=VALUE]",
                     help="also run userswitch with these environment variables, as switch userswitch@NAME "
                          "(before/after comparisons in one run); BIN=DIR runs the binaries in DIR instead")
@@ -921,6 +931,8 @@ def main():
                 CURRENT.append(lab)
                 switch = SWITCH_CLASSES[sw](lab, args)
                 lab.switch = switch  # the filter workloads load rules into the switch under test
+                if hasattr(switch, "fdb_capacity"):
+                    switch.fdb_capacity = args.fdb_size
                 try:
                     lab.build()
                     switch.start()
