@@ -1,7 +1,8 @@
 // swift-tools-version: 6.1
 // userswitch: a userspace Ethernet switch for Linux virtualisation hosts.
-// SwitchCore and SwitchControl are pure Swift (no root, no network needed to test them);
-// only SwitchIO and the executables touch the kernel through the C shim modules.
+// SwitchCore and SwitchControl need no root and no network to test (SwitchCore's only C is
+// CPrefetch, a header with the prefetch hint Swift lacks); only SwitchIO and the executables touch
+// the kernel through the C shim modules.
 import PackageDescription
 
 let package = Package(
@@ -22,7 +23,8 @@ let package = Package(
         .target(name: "CLinuxNet"),
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
-        .target(name: "SwitchCore"),
+        .target(name: "CPrefetch"),
+        .target(name: "SwitchCore", dependencies: ["CPrefetch"]),
         .target(name: "SwitchIO", dependencies: ["SwitchCore", "CLinuxNet", "CURing", "CPcap"]),
         .target(name: "SwitchControl", dependencies: ["SwitchCore"]),
         .executableTarget(

@@ -9,7 +9,13 @@
 //                  request already finds its destination;
 //   3. forward   - known unicast goes to its one port; broadcast, multicast and unknown unicast
 //                  are flooded to every other up port that is a member of the VLAN; each
-//                  (port, frame) pair becomes an EgressEntry carrying the tag to push, or none;
+//                  (port, frame) pair becomes an EgressEntry carrying the tag to push, or none.
+//                  The destinations of the whole batch are looked up in the FDB at once first
+//                  (`MACTable.lookup(keys:count:ports:)`, which prefetches every home slot before
+//                  probing), so that with a large FDB the batch's cache misses overlap instead of
+//                  being taken one frame after another. Classify, which has the header in hand,
+//                  writes each frame's destination key for it. Nothing in this stage changes the
+//                  FDB, so the answers are those a lookup per frame would give;
 //   4. transmit  - each egress port copies its entries into its ring or buffers once, with the
 //                  tag rewritten during that copy, then is kicked once.
 // Only then are the ingress frames given back to their port.
@@ -86,6 +92,14 @@ public final class BridgeEngine<Port: FramePort> {
     let egressCount: UnsafeMutablePointer<Int32>
     let counters: UnsafeMutablePointer<PortCounters>
     let drops: UnsafeMutablePointer<UInt64>
+    /// Per frame of the batch in flight: its destination's FDB key, written by classify (0: no
+    /// lookup: multicast or dropped), and the port the FDB answered (-1: unknown), for the batched
+    /// lookup in `forward`.
+    let fdbKeys: UnsafeMutablePointer<UInt64>
+    let fdbPorts: UnsafeMutablePointer<Int32>
+    /// Nonzero keys classify wrote (an upper bound once anti-spoofing drops frames): 0 lets a
+    /// batch of only multicast or dropped frames skip the FDB.
+    var fdbKeyCount = 0
 
     /// The port backends, nil while a port's interface is down.
     public private(set) var devices: [Port?]
@@ -120,6 +134,8 @@ public final class BridgeEngine<Port: FramePort> {
         counters = .allocate(capacity: maxPorts); counters.initialize(repeating: PortCounters(), count: maxPorts)
         drops = .allocate(capacity: DropReason.allCases.count)
         drops.initialize(repeating: 0, count: DropReason.allCases.count)
+        fdbKeys = .allocate(capacity: batch.capacity); fdbKeys.initialize(repeating: 0, count: batch.capacity)
+        fdbPorts = .allocate(capacity: batch.capacity); fdbPorts.initialize(repeating: -1, count: batch.capacity)
         devices = Array(repeating: nil, count: maxPorts)
         portNames = Array(repeating: nil, count: maxPorts)
         portModes = Array(repeating: nil, count: maxPorts)
@@ -131,6 +147,7 @@ public final class BridgeEngine<Port: FramePort> {
         kind.deallocate(); pvid.deallocate(); up.deallocate(); members.deallocate()
         active.deallocate(); egress.deallocate(); egressCount.deallocate()
         counters.deallocate(); drops.deallocate(); local.deallocate()
+        fdbKeys.deallocate(); fdbPorts.deallocate()
     }
 
     // MARK: configuration (dataplane thread, between batches)
@@ -312,10 +329,11 @@ public final class BridgeEngine<Port: FramePort> {
 
     func classify(from p: Int, count n: Int) {
         let frames = batch.frames, lengths = batch.lengths
-        let vlanOut = batch.vlan, pcpOut = batch.pcp, tagOut = batch.tagLength
+        let vlanOut = batch.vlan, pcpOut = batch.pcp, tagOut = batch.tagLength, keyOut = fdbKeys
         let isTrunk = kind[p] == BridgeEngine.kindTrunk
         let portVLAN = pvid[p]
         var rxBytes: UInt64 = 0
+        var keyCount = 0
         for i in 0..<n {
             let f = UnsafeRawPointer(frames[i])
             let len = Int(lengths[i])
@@ -323,6 +341,7 @@ public final class BridgeEngine<Port: FramePort> {
             vlanOut[i] = 0
             pcpOut[i] = 0
             tagOut[i] = 0
+            keyOut[i] = 0
             if len < 14 { drop(.runt); continue }
             let src = MACAddress(loadingFrom: f + 6)
             if src.isMulticast || src.isZero { drop(.invalidSourceMAC); continue }
@@ -340,15 +359,21 @@ public final class BridgeEngine<Port: FramePort> {
             if vid == 0 {
                 // Untagged or priority-tagged: the port's access VLAN or native VLAN.
                 if portVLAN == 0 { drop(.untaggedOnTrunk); continue }
-                vlanOut[i] = portVLAN
+                vid = portVLAN
             } else if !isTrunk {
-                drop(.taggedOnAccessPort)
-            } else if vid != 0xFFF && isMember(p, vid) {
-                vlanOut[i] = vid
-            } else {
-                drop(.vlanNotAllowed)
+                drop(.taggedOnAccessPort); continue
+            } else if vid == 0xFFF || !isMember(p, vid) {
+                drop(.vlanNotAllowed); continue
+            }
+            vlanOut[i] = vid
+            // The destination's FDB key for the forward stage's batched lookup (the header
+            // is in hand here); multicast is flooded without a lookup.
+            if !dst.isMulticast {
+                keyOut[i] = FDBKey(vlan: vid, mac: dst).rawValue
+                keyCount &+= 1
             }
         }
+        fdbKeyCount = keyCount
         counters[p].rxFrames &+= UInt64(n)
         counters[p].rxBytes &+= rxBytes
     }
@@ -360,6 +385,7 @@ public final class BridgeEngine<Port: FramePort> {
         for i in 0..<n where vlans[i] != 0 {
             if let reason = table.violation(port: p, frame: frames[i], length: Int(lengths[i]), l3: 12 &+ Int(tags[i])) {
                 vlans[i] = 0
+                fdbKeys[i] = 0
                 drop(reason)
             }
         }
@@ -393,28 +419,33 @@ public final class BridgeEngine<Port: FramePort> {
         let frames = batch.frames, vlans = batch.vlan, pcps = batch.pcp, tags = batch.tagLength
         let stride = settings.batchSize
         let prog = filterProgram
+        // The destinations of the whole batch at once (keys from classify; 0: no lookup).
+        let ports = fdbPorts
+        if fdbKeyCount > 0 {
+            fdb.lookup(keys: fdbKeys, count: n, ports: ports)
+        } else {
+            ports.update(repeating: -1, count: n)
+        }
         for i in 0..<n {
             let vlan = vlans[i]
             if vlan == 0 { continue }
-            let dst = MACAddress(loadingFrom: frames[i])
             // The tag a trunk egress gets: the frame's VLAN with its PCP, and its DEI (drop
             // eligible) bit when it arrived tagged, which an 802.1Q bridge relays unchanged.
             var tciBase = UInt16(pcps[i]) << 13 | vlan
             if tags[i] != 0 {
                 tciBase |= UInt16(bigEndian: frames[i].loadUnaligned(fromByteOffset: 14, as: UInt16.self)) & 0x1000
             }
-            if !dst.isMulticast {
-                let q = fdb.lookup(vlan: vlan, mac: dst)
-                if q >= 0 {
-                    if q == p { drop(.sameSegment); continue }
-                    if !up[q] || !isMember(q, vlan) { drop(.egressPortDown); continue }
-                    if let prog, !filterAllows(prog, i, p, q) { drop(.filtered); continue }
-                    let c = Int(egressCount[q])
-                    egress[q &* stride &+ c] = EgressEntry(frame: UInt16(truncatingIfNeeded: i),
-                                                          tci: pvid[q] == vlan ? 0 : tciBase)
-                    egressCount[q] = Int32(c + 1)
-                    continue
-                }
+            // Known unicast (multicast has key 0, so its port is -1 and it floods).
+            let q = Int(ports[i])
+            if q >= 0 {
+                if q == p { drop(.sameSegment); continue }
+                if !up[q] || !isMember(q, vlan) { drop(.egressPortDown); continue }
+                if let prog, !filterAllows(prog, i, p, q) { drop(.filtered); continue }
+                let c = Int(egressCount[q])
+                egress[q &* stride &+ c] = EgressEntry(frame: UInt16(truncatingIfNeeded: i),
+                                                      tci: pvid[q] == vlan ? 0 : tciBase)
+                egressCount[q] = Int32(c + 1)
+                continue
             }
             // Flood within the VLAN, never back out of the ingress port.
             var copies = 0, filtered = 0

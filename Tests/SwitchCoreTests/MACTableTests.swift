@@ -1,8 +1,10 @@
 // MACTable (the FDB): key layout, learning per VLAN, ageing, static entries, MAC moves, capacity
 // with fair eviction, flushes, and the hash index's backward-shift deletion checked against a
-// Dictionary model under seeded random operation sequences.
+// Dictionary model under seeded random operation sequences; the batched lookup checked against
+// single lookups.
 
-import SwitchCore
+// @testable for `home(_:)`, so that the colliding keys of the batched-lookup tests really collide.
+@testable import SwitchCore
 import XCTest
 
 final class MACTableTests: XCTestCase {
@@ -397,5 +399,155 @@ final class MACTableTests: XCTestCase {
             XCTAssertEqual(m?.port, e.port)
             XCTAssertEqual(m?.isStatic, e.isStatic)
         }
+    }
+
+    // MARK: batched lookup
+
+    /// The batched lookup of `keys` against a single lookup of each (and -1 for key 0).
+    func assertBatchMatchesSingle(_ t: MACTable, _ keys: [UInt64], file: StaticString = #filePath, line: UInt = #line) {
+        var ports = [Int32](repeating: 99, count: keys.count)
+        keys.withUnsafeBufferPointer { k in
+            ports.withUnsafeMutableBufferPointer { p in
+                t.lookup(keys: k.baseAddress!, count: keys.count, ports: p.baseAddress!)
+            }
+        }
+        for (i, k) in keys.enumerated() {
+            let expect = k == 0 ? -1 : t.lookup(vlan: FDBKey(rawValue: k).vlan, mac: FDBKey(rawValue: k).mac)
+            XCTAssertEqual(Int(ports[i]), expect, "key \(String(k, radix: 16)) at \(i)", file: file, line: line)
+        }
+    }
+
+    /// `count` distinct keys in VLAN 1 whose home slot in `t`'s index is `slot`.
+    func keys(homedAt slot: Int, in t: MACTable, count: Int) -> [UInt64] {
+        var out: [UInt64] = []
+        var n: UInt64 = 1
+        while out.count < count {
+            let k = FDBKey(vlan: 1, mac: MACAddress(rawValue: 0x0200_0000_0000 | n)).rawValue
+            if t.home(k) == slot { out.append(k) }
+            n += 1
+        }
+        return out
+    }
+
+    func testBatchedLookupOnAnEmptyTableFindsNothing() {
+        let t = MACTable(capacity: 16, maxPorts: 4)
+        let keys = (1...40).map { FDBKey(vlan: UInt16($0 % 3 + 1), mac: Frame.host($0)).rawValue } + [0]
+        var ports = [Int32](repeating: 7, count: keys.count)
+        t.lookup(keys: keys, count: keys.count, ports: &ports)
+        XCTAssertEqual(ports, [Int32](repeating: -1, count: keys.count))
+        // A batch of none touches nothing.
+        var untouched: Int32 = 5
+        t.lookup(keys: keys, count: 0, ports: &untouched)
+        XCTAssertEqual(untouched, 5)
+    }
+
+    func testBatchedLookupOfPresentAbsentAndVLANDistinctKeys() {
+        let t = MACTable(capacity: 64, maxPorts: 8)
+        for n in 0..<20 { t.learn(vlan: 10, mac: Frame.host(n), port: UInt16(n % 8), now: 0) }
+        // The same MACs in VLAN 20 on other ports, and a static entry.
+        for n in 0..<10 { t.learn(vlan: 20, mac: Frame.host(n), port: UInt16((n + 3) % 8), now: 0) }
+        XCTAssertTrue(t.addStatic(vlan: 30, mac: Frame.host(100), port: 6))
+        var keys: [UInt64] = []
+        for n in 0..<25 {
+            for v: UInt16 in [10, 20, 30, 40] { keys.append(FDBKey(vlan: v, mac: Frame.host(n)).rawValue) }
+        }
+        keys.append(FDBKey(vlan: 30, mac: Frame.host(100)).rawValue)
+        keys.append(0)  // no lookup wanted: -1, wherever it sits in the batch
+        keys.insert(0, at: 7)
+        keys.shuffle(using: &rng)
+        assertBatchMatchesSingle(t, keys)
+        // Spot checks that do not rely on the single lookup.
+        var ports = [Int32](repeating: 0, count: 4)
+        let probe = [FDBKey(vlan: 10, mac: Frame.host(3)), FDBKey(vlan: 20, mac: Frame.host(3)),
+                     FDBKey(vlan: 40, mac: Frame.host(3)), FDBKey(vlan: 30, mac: Frame.host(100))].map(\.rawValue)
+        t.lookup(keys: probe, count: 4, ports: &ports)
+        XCTAssertEqual(ports, [3, 6, -1, 6])
+    }
+
+    var rng = SeededRandom(seed: 42)
+
+    func testBatchedLookupFollowsCollidingProbeChains() {
+        let t = MACTable(capacity: 16, maxPorts: 8)
+        // Six keys homed at slot 5 and four homed at the last slot (their chain wraps to slot 0).
+        let chain = keys(homedAt: 5, in: t, count: 6)
+        let wrapping = keys(homedAt: t.slotMask, in: t, count: 4)
+        for (i, k) in (chain + wrapping).enumerated() {
+            let key = FDBKey(rawValue: k)
+            XCTAssertEqual(t.learn(vlan: key.vlan, mac: key.mac, port: UInt16(i % 8), now: 0), .learned)
+        }
+        // Absent keys homed in the middle of those chains must probe to their end and miss.
+        let absent = Array(keys(homedAt: 5, in: t, count: 8).suffix(2) + keys(homedAt: t.slotMask, in: t, count: 6).suffix(2)
+                           + keys(homedAt: 0, in: t, count: 1))
+        var batch = chain + wrapping + absent
+        batch.shuffle(using: &rng)
+        assertBatchMatchesSingle(t, batch)
+        var ports = [Int32](repeating: 0, count: chain.count + wrapping.count)
+        t.lookup(keys: chain + wrapping, count: ports.count, ports: &ports)
+        XCTAssertEqual(ports, (0..<10).map { Int32($0 % 8) })
+        // Deleting from the middle of the chains shifts the rest back: the batch still agrees.
+        for k in [chain[1], chain[4], wrapping[0], wrapping[2]] {
+            XCTAssertTrue(t.remove(vlan: FDBKey(rawValue: k).vlan, mac: FDBKey(rawValue: k).mac))
+        }
+        assertBatchMatchesSingle(t, batch)
+        t.lookup(keys: [chain[1], chain[2], wrapping[1], wrapping[3]], count: 4, ports: &ports)
+        XCTAssertEqual(Array(ports.prefix(4)), [-1, 2, 7, 1])
+    }
+
+    func testBatchedLookupAgreesWithSingleLookupsAfterDeletionsAndFlushes() {
+        let t = MACTable(capacity: 512, maxPorts: 8)
+        var all: [UInt64] = []
+        for n in 0..<500 {
+            let k = FDBKey(vlan: UInt16(n % 4 + 1), mac: Frame.host(n * 7))
+            all.append(k.rawValue)
+            t.learn(vlan: k.vlan, mac: k.mac, port: UInt16(n % 8), now: 0)
+        }
+        assertBatchMatchesSingle(t, all)
+        for n in stride(from: 0, to: 500, by: 3) {
+            XCTAssertTrue(t.remove(vlan: FDBKey(rawValue: all[n]).vlan, mac: FDBKey(rawValue: all[n]).mac))
+        }
+        t.flush(port: 5)
+        var shuffled = all
+        shuffled.shuffle(using: &rng)
+        // Batches of the sizes the engine uses, and odd ones.
+        var i = 0
+        for size in [1, 32, 7, 128, 31, 33, 500] {
+            let end = min(i + size, shuffled.count)
+            if i < end { assertBatchMatchesSingle(t, Array(shuffled[i..<end])) }
+            i = end == shuffled.count ? 0 : end
+        }
+        let gone = stride(from: 0, to: 500, by: 3).map { all[$0] } + (0..<500).filter { $0 % 8 == 5 }.map { all[$0] }
+        var ports = [Int32](repeating: 0, count: gone.count)
+        t.lookup(keys: gone, count: gone.count, ports: &ports)
+        XCTAssertEqual(ports, [Int32](repeating: -1, count: gone.count))
+    }
+
+    /// The forward stage looks the whole batch up at once (keys written by classify): one batch
+    /// mixing known, unknown, broadcast, dropped and same-segment frames, and a destination
+    /// learned earlier in the same batch, goes exactly where a lookup per frame sends it.
+    func testEngineBatchedLookupSendsEachFrameWhereAPerFrameLookupWould() throws {
+        let lab = try Lab(accessPorts: 3)
+        lab.send(Frame.ethernet(dst: .broadcast, src: Frame.host(1)), on: 1, now: 0)
+        lab.send(Frame.ethernet(dst: .broadcast, src: Frame.host(2)), on: 2, now: 0)
+        _ = lab.outAll()
+        let f = [
+            Frame.ethernet(dst: Frame.host(1), src: Frame.host(10), payload: Frame.payload(0)),   // to 1
+            Frame.ethernet(dst: .broadcast, src: Frame.host(10), payload: Frame.payload(1)),       // flood
+            Frame.ethernet(dst: Frame.host(2), src: Frame.host(10), payload: Frame.payload(2)),   // to 2
+            Frame.ethernet(dst: Frame.host(99), src: Frame.host(10), payload: Frame.payload(3)),  // unknown: flood
+            Array(Frame.ethernet(dst: Frame.host(1), src: Frame.host(10)).prefix(10)),             // runt
+            Frame.ethernet(dst: Frame.host(10), src: Frame.host(11), payload: Frame.payload(5)),  // same segment
+            Frame.tagged(dst: Frame.host(1), src: Frame.host(10), vid: 5, payload: Frame.payload(6)), // tagged on access
+            Frame.ethernet(dst: Frame.host(1), src: Frame.host(12), payload: Frame.payload(7)),   // to 1
+        ]
+        lab.send(f, on: 0, now: 1)
+        let out = lab.outAll()
+        XCTAssertEqual(out[0], [])
+        XCTAssertEqual(out[1], [f[0], f[1], f[3], f[7]])
+        XCTAssertEqual(out[2], [f[1], f[2], f[3]])
+        let drops = lab.engine.dropCounters
+        XCTAssertEqual(drops[.runt], 1)
+        XCTAssertEqual(drops[.sameSegment], 1)
+        XCTAssertEqual(drops[.taggedOnAccessPort], 1)
+        XCTAssertEqual(drops.total, 3)
     }
 }
