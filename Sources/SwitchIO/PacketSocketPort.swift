@@ -27,8 +27,8 @@
 //   generator's rate; so the two sockets also join one fanout group (PACKET_FANOUT_CBPF, a unique
 //   group id, PACKET_FANOUT_FLAG_IGNORE_OUTGOING) whose BPF program picks the ring once per frame.
 //   The flag is Linux 6.2; on older kernels the join fails and the two filtered sockets carry on
-//   alone (`usesFanout` says which). The filters stay in place in both cases, so no frame is ever
-//   delivered twice, also while the second socket joins. `receive`
+//   alone (`usesFanout` says which). The filters stay in place until both sockets are in the
+//   group, so no frame is ever delivered twice or to the wrong ring while they join. `receive`
 //   takes frames from both in the order the kernel timestamped them (tp_sec, tp_nsec: taken per
 //   frame as the kernel writes it into the ring), so a flow whose frames alternate between the
 //   two sizes is not reordered.
@@ -132,6 +132,9 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         /// Bytes per bulk RX slot and per TX slot, headers included; rounded up to a multiple of
         /// 16. The default holds a 64 KiB GSO super-frame.
         public var frameSize: Int
+        /// Join the two RX sockets in one fanout group where the kernel allows it (see "Two RX
+        /// rings"); false keeps two independently filtered sockets.
+        public var fanout = true
         /// Put the interface in promiscuous mode for as long as the socket lives
         /// (PACKET_MR_PROMISC; the kernel drops it when the socket closes). A switch port needs
         /// frames for every MAC; virtual interfaces pass them anyway, NICs do not.
@@ -335,7 +338,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
                 }
             }
         }
-        usesFanout = joinFanout(main: fd, bulk: bulkFD, limit: limit)
+        usesFanout = options.fanout && joinFanout(main: fd, bulk: bulkFD, limit: limit)
         let bound = try boundAddress()
         guard bound.sll_hatype == 1 /* ARPHRD_ETHER */ else {
             throw SystemError("interface \(name) is not Ethernet (ARPHRD type \(bound.sll_hatype))", errno: EPROTOTYPE)
@@ -701,7 +704,14 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         guard getsockopt(bulk, CLinuxNet_SOL_PACKET, CLinuxNet_PACKET_FANOUT, &current, &length) == 0,
               CLinuxNet_set_fanout_length_program(bulk, limit) == 0 else { return false }
         var second = (current & 0xFFFF) | (UInt32(CLinuxNet_PACKET_FANOUT_CBPF) | flags) << 16
-        return setsockopt(main, CLinuxNet_SOL_PACKET, CLinuxNet_PACKET_FANOUT, &second, size) == 0
+        guard setsockopt(main, CLinuxNet_SOL_PACKET, CLinuxNet_PACKET_FANOUT, &second, size) == 0 else { return false }
+        // Both in the group: its program alone routes every frame, so the socket filters would
+        // only run a second BPF program per frame to the same answer.
+        var none: Int32 = 0
+        for s in [main, bulk] {
+            _ = setsockopt(s, SOL_SOCKET, SO_DETACH_FILTER, &none, socklen_t(MemoryLayout<Int32>.size))
+        }
+        return true
     }
 
     private func boundAddress() throws(SystemError) -> sockaddr_ll {

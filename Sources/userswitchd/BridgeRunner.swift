@@ -48,6 +48,15 @@ final class BridgeRunner: @unchecked Sendable {
     /// trip on this class of machine, so the window covers the gaps of request/response traffic
     /// (ping at 2 ms, TCP ACK clocks); an idle bridge still sleeps after it. USERSWITCH_SPIN_US
     /// overrides it (0: sleep as soon as a pass finds nothing).
+    /// Ring sizes of the AF_PACKET ports the daemon opens: the defaults, or `USERSWITCH_RX_FRAMES`
+    /// small RX slots and `USERSWITCH_FANOUT=0` (two filtered sockets without a fanout group), read
+    /// once at start, for measuring ring depth on a given host (docs/performance.md).
+    static let portOptions: PacketSocketPort.Options = {
+        var options = PacketSocketPort.Options()
+        if let text = getenv("USERSWITCH_RX_FRAMES"), let n = Int(String(cString: text)), n > 0 { options.rxFrames = n }
+        if let text = getenv("USERSWITCH_FANOUT"), String(cString: text) == "0" { options.fanout = false }
+        return options
+    }()
     static let spinNanoseconds: UInt64 = {
         if let text = getenv("USERSWITCH_SPIN_US"), let us = UInt64(String(cString: text)) { return us &* 1000 }
         return 5_000_000
@@ -215,7 +224,7 @@ final class BridgeRunner: @unchecked Sendable {
             }
             if engine.devices[i] == nil && current != 0 {
                 do {
-                    let p = try PacketSocketPort(interface: name)
+                    let p = try PacketSocketPort(interface: name, options: BridgeRunner.portOptions)
                     engine.setDevice(i, .packet(p))
                     pollSetStale = true
                     logger.notice("port \(name) re-attached", metadata: ["bridge": "\(self.name)"])

@@ -136,7 +136,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                     guard allowMissingInterfaces else { throw CommandError("no such network interface '\(port)'") }
                     device = nil
                 } else {
-                    do { device = .packet(try PacketSocketPort(interface: port)) } catch {
+                    do { device = .packet(try PacketSocketPort(interface: port, options: BridgeRunner.portOptions)) } catch {
                         throw CommandError("cannot attach '\(port)': \(error)")
                     }
                 }
