@@ -264,6 +264,26 @@ final class MACTableTests: XCTestCase {
         for m in flood.prefix(1000 - 53) { XCTAssertEqual(t.lookup(vlan: 1, mac: m), -1) }
     }
 
+    func testMillionEntryTableHoldsAMillionAddressesAt59BytesEach() {
+        // The capacity bar: 1M learned addresses, all kept and all found, and the memory per entry
+        // that docs/performance.md reports (27-byte slab entry + two 16-byte index slots).
+        let n = 1 << 20
+        let t = MACTable(capacity: n, maxPorts: 64)
+        var learned = 0
+        for i in 0..<n where t.learn(vlan: 1, mac: MACAddress(rawValue: 0x0200_0000_0000 | UInt64(i)),
+                                     port: UInt16(i & 63), now: 0) == .learned {
+            learned += 1
+        }
+        XCTAssertEqual(learned, n)
+        XCTAssertEqual(t.count, n)
+        var found = 0
+        for i in 0..<n where t.lookup(vlan: 1, mac: MACAddress(rawValue: 0x0200_0000_0000 | UInt64(i))) == i & 63 {
+            found += 1
+        }
+        XCTAssertEqual(found, n)
+        XCTAssertEqual(t.bytesPerEntry, 59, accuracy: 0.01)
+    }
+
     func testTableFullOfStaticEntriesRefusesMore() {
         let t = MACTable(capacity: 2, maxPorts: 2)
         XCTAssertTrue(t.addStatic(vlan: 1, mac: Frame.host(1), port: 0))
