@@ -20,14 +20,8 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT INT TERM
-for i in 1 2 3; do
-  ip netns add ${P}h$i
-  ip netns exec ${P}h$i sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-  ip link add ${P}s$i type veth peer name eth0 netns ${P}h$i address 02:00:00:00:00:0$i
-  ip netns exec ${P}h$i ip link set eth0 up
-  echo 1 > /proc/sys/net/ipv6/conf/${P}s$i/disable_ipv6
-  ip link set ${P}s$i up
-done
+. "$(dirname "$0")/lab-hosts.sh"
+add_hosts "$P" 3
 env ${DENV:-} $pin_d "$B/userswitchd" --socket "$S" --config "$W/config.json" 2> "$W/userswitchd.log" & D=$!
 sleep 0.5
 C="$B/userswitchctl --socket $S"
