@@ -28,7 +28,13 @@
 //   group id, PACKET_FANOUT_FLAG_IGNORE_OUTGOING) whose BPF program picks the ring once per frame.
 //   The flag is Linux 6.2; on older kernels the join fails and the two filtered sockets carry on
 //   alone (`usesFanout` says which). The filters stay in place until both sockets are in the
-//   group, so no frame is ever delivered twice or to the wrong ring while they join. `receive`
+//   group, so no frame is ever delivered twice or to the wrong ring while they join. The program
+//   answers with a member index, so the members' order matters: when the link goes down the kernel
+//   takes both sockets out of the group, and when it comes up it puts them back in the order the
+//   sockets were created (packet_notifier walks the namespace's socket list, which packet_create
+//   appends to). So the bulk socket is created first and joins first: it is member 0 at the start
+//   and after every down and up (testFramesOfBothSizesStillSplitAfterTheLinkWentDownAndUp fails
+//   with the opposite order: long frames land in small slots, truncated). `receive`
 //   takes frames from both in the order the kernel timestamped them (tp_sec, tp_nsec: taken per
 //   frame as the kernel writes it into the ring), so a flow whose frames alternate between the
 //   two sizes is not reordered.
@@ -282,14 +288,15 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         bulkDescriptor = -1
 
         // From here on, a failure closes what was opened (deinit runs: all stored properties are set).
-        let fd = try systemCall("socket(AF_PACKET) for \(name)") {
-            socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        }
-        fileDescriptor = fd
+        // The bulk socket first: see "Two RX rings" for why the order of creation matters.
         let bulkFD = try systemCall("socket(AF_PACKET) for the bulk ring of \(name)") {
             socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
         bulkDescriptor = bulkFD
+        let fd = try systemCall("socket(AF_PACKET) for \(name)") {
+            socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
+        fileDescriptor = fd
 
         // Version, vnet header and reserve must be set before the rings exist (EBUSY after).
         for s in [fd, bulkFD] {

@@ -174,6 +174,29 @@ final class PacketSocketPortTests: XCTestCase {
         XCTAssertEqual(mebibytes, 22.0, accuracy: 0.5)
     }
 
+    func testFramesOfBothSizesStillSplitAfterTheLinkWentDownAndUp() throws {
+        // A link that goes down and up takes the sockets out of their fanout group and puts them
+        // back (net/packet/af_packet.c, packet_notifier); the split must survive it.
+        for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
+        let (a, b) = try openPorts()
+        for _ in 0..<2 {
+            runCommand(["/usr/sbin/ip", "link", "set", nameB, "down"])
+            runCommand(["/usr/sbin/ip", "link", "set", nameB, "up"])
+            usleep(200_000)
+            _ = b.checkError()
+            XCTAssertFalse(b.isDead)
+            let limit = b.smallFrameLimit
+            let lengths = [60, 4000, limit - 14, limit - 13, 1500, 8000]
+            let frames = lengths.enumerated().map { craftFrame(sequence: UInt8($0.offset), payloadLength: $0.element) }
+            let out = OutgoingFrames()
+            for f in frames { out.add(f) }
+            XCTAssertEqual(out.send(on: a), frames.count)
+            let received = receiveTestFrames(on: b, count: frames.count)
+            XCTAssertEqual(received.map(\.bytes.count), frames.map(\.count))
+            XCTAssertEqual(b.counters.truncated, 0)
+        }
+    }
+
     func testFramesOfBothSizesArriveOnceEachInTheOrderSent() throws {
         // Jumbo MTU, so that frames longer than a small slot cross the veth without GSO.
         for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
