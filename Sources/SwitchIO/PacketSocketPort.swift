@@ -8,7 +8,8 @@
 //   socket carries a second RX ring (see "Two RX rings"). `receive` walks RX slots whose tp_status
 //   has TP_STATUS_USER and never enters the kernel; `releaseReceived` hands them back. `transmit`
 //   fills TX slots and marks them TP_STATUS_SEND_REQUEST; `flush` makes one send(fd, NULL, 0,
-//   MSG_DONTWAIT) for the lot. tp_status is shared with the kernel (written from softirq on another
+//   MSG_DONTWAIT) for the lot, or hands that kick to the bridge's kick thread (TransmitKicker.swift:
+//   the send runs the receiving side's stack, which is better done beside the bridge thread). tp_status is shared with the kernel (written from softirq on another
 //   CPU): it is read with acquire and written with release ordering (C shims
 //   CLinuxNet_load_acquire_u32 / CLinuxNet_store_release_u32), so frame bytes and status never
 //   appear out of order on either side.
@@ -89,7 +90,8 @@
 //   A dead port receives and transmits nothing; the daemon closes it and re-attaches later.
 //
 // Threading: a port belongs to one thread at a time (the bridge's dataplane thread); nothing here
-// locks. It is Sendable only so that the daemon can open it on one thread and hand it over.
+// locks. The one exception is the kick thread's send() on the TX ring, which shares only atomics
+// with the port (TransmitKicker.Slot). It is Sendable only so that the daemon can open it on one thread and hand it over.
 
 #if canImport(Glibc)
 import Glibc
@@ -241,6 +243,12 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     private var txHead = 0
     private var txInFlight = 0
     private var kickPending = false
+    /// Frames queued since the last flush, and whether one of them is a GSO super-frame.
+    private var queuedSinceFlush = 0
+    private var queuedGSO = false
+    /// The bridge's kick thread and this port's registration with it (see `useKicker`).
+    private var kicker: TransmitKicker?
+    private var kickSlot: TransmitKicker.Slot?
 
     /// Offset of the data (vnet header, then frame) in a TX slot: tp_hdrlen - sizeof(sockaddr_ll).
     private static let txDataOffset = Int(CLinuxNet_TPACKET2_HDRLEN) - MemoryLayout<sockaddr_ll>.size
@@ -371,6 +379,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// Unmaps the rings and closes the sockets. Idempotent; the port is dead afterwards.
     public func close() {
         isDead = true
+        useKicker(nil)
         if let ring {
             munmap(ring, ringBytes)
             self.ring = nil
@@ -388,6 +397,21 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
             bulkDescriptor = -1
         }
     }
+
+    /// Lets `kicker` make this port's TX kicks when the traffic is dense (TransmitKicker's
+    /// design note), or with nil makes them all inline again. Call from the thread that owns the
+    /// port; `close` detaches.
+    public func useKicker(_ newKicker: TransmitKicker?) {
+        if let kicker, let kickSlot { kicker.detach(kickSlot) }
+        kicker = nil
+        kickSlot = nil
+        guard let newKicker, fileDescriptor >= 0, !isDead else { return }
+        kicker = newKicker
+        kickSlot = newKicker.attach(fileDescriptor: fileDescriptor)
+    }
+
+    /// True when a kick may be waiting in the kick thread: a full TX ring is then worth a kick.
+    private var kicksHandedOver: Bool { kickSlot != nil && kicker?.isRunning == true }
 
     // MARK: receive
 
@@ -524,11 +548,21 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         var queued = 0
         var oversize: UInt64 = 0
         var e = 0
+        var kickedForRoom = false
         while e < count {
             let slot = slots[next]
             let status = CLinuxNet_load_acquire_u32(slot.assumingMemoryBound(to: UInt32.self))
             let busy = CLinuxNet_TP_STATUS_SEND_REQUEST | CLinuxNet_TP_STATUS_SENDING | CLinuxNet_TP_STATUS_WRONG_FORMAT
-            if status & busy != 0 { break }
+            if status & busy != 0 {
+                // With kicks handed over, the ring may be full of frames the kick thread has not
+                // sent yet: kick here once rather than drop.
+                if !kickedForRoom && kicksHandedOver {
+                    kickedForRoom = true
+                    _ = send(fileDescriptor, nil, 0, Int32(MSG_DONTWAIT))
+                    continue
+                }
+                break
+            }
             let entry = entries[e]
             e += 1
             let i = Int(entry.frame)
@@ -548,6 +582,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
             if header.gsoType == 0 && written <= linearLimit && Int(header.hdrLen) <= written {
                 header.hdrLen = UInt16(truncatingIfNeeded: written)
             }
+            if header.gsoType != 0 { queuedGSO = true }
             header.store(to: data)
             slot.assumingMemoryBound(to: tpacket2_hdr.self).pointee.tp_len = UInt32(truncatingIfNeeded: written + vnetSize)
             CLinuxNet_store_release_u32(slot.assumingMemoryBound(to: UInt32.self), CLinuxNet_TP_STATUS_SEND_REQUEST)
@@ -557,6 +592,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         txNext = next
         if queued > 0 {
             txInFlight += queued
+            queuedSinceFlush += queued
             kickPending = true
             counters.transmitted &+= UInt64(queued)
         }
@@ -565,10 +601,27 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         return queued
     }
 
-    /// Sends everything queued: one send(fd, NULL, 0, MSG_DONTWAIT). Errors become counters (or
-    /// `isDead` when the interface is gone); frames the kernel refused are reclaimed.
+    /// Sends everything queued: one send(fd, NULL, 0, MSG_DONTWAIT), made here, or under dense
+    /// traffic by the bridge's kick thread (`useKicker`). Errors become counters (or `isDead` when
+    /// the interface is gone); frames the kernel refused are reclaimed.
     public func flush() {
         guard kickPending, !isDead else { return }
+        let frames = queuedSinceFlush
+        let gso = queuedGSO
+        queuedSinceFlush = 0
+        queuedGSO = false
+        if let kicker, let kickSlot, kicker.isRunning {
+            _ = collectKickErrors()
+            if isDead { return }
+            reapTransmitted()
+            // GSO super-frames stay inline (see TransmitKicker: their bytes are in this CPU's
+            // cache now).
+            if !gso && kicker.shouldHandOver(frames: frames) {
+                kickPending = false
+                kicker.request(kickSlot)
+                return
+            }
+        }
         // Each extra round follows a reclaimed WRONG_FORMAT slot; at most one per queued frame.
         var rounds = txInFlight + 1
         while kickPending && rounds > 0 && !isDead {
@@ -577,7 +630,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
             let r = send(fileDescriptor, nil, 0, Int32(MSG_DONTWAIT))
             if r < 0 {
                 switch errno {
-                case EAGAIN, EWOULDBLOCK, ENOBUFS, EINTR:
+                case let e where Self.isTransient(e):
                     // The kernel is out of socket buffer; the frames stay queued for the next flush.
                     kickPending = true
                     return
@@ -594,6 +647,31 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
             }
             reapTransmitted()
         }
+    }
+
+    /// Handles what the kick thread's send() calls on this port reported, as `flush` handles its
+    /// own: ENXIO makes the port dead, a refused frame is reclaimed, other errors are counted.
+    /// Returns true when frames wait for a kick now (call `flush`). Owning thread.
+    public func collectKickErrors() -> Bool {
+        guard let kickSlot, !isDead else { return false }
+        let error = kickSlot.takeError()
+        if error == 0 { return false }
+        if error == ENXIO || error == ENODEV {
+            isDead = true
+            return false
+        }
+        if reapTransmitted() { return kickPending }
+        if Self.isTransient(error) {
+            kickPending = txInFlight > 0  // the next flush tries again
+        } else {
+            counters.txErrors &+= 1
+        }
+        return false
+    }
+
+    /// send() errors after which the frames simply wait in the ring for the next kick.
+    private static func isTransient(_ error: Int32) -> Bool {
+        error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS || error == EINTR
     }
 
     /// Follows the kernel's TX head over the slots it has taken; a slot it refused is reclaimed
@@ -619,6 +697,9 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// frames queued after it one slot back, in order, and free the last slot.
     private func reclaimWrongFormat() {
         counters.wrongFormat &+= 1
+        // The kick thread must not send while frames move between slots.
+        kickSlot?.pause()
+        defer { kickSlot?.resume() }
         var to = txHead
         for _ in 1..<max(txInFlight, 1) {
             let from = to + 1 == txCount ? 0 : to + 1

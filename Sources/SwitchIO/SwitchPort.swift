@@ -104,6 +104,12 @@ public enum SwitchPort: FramePort {
         if case .packet(let p) = self { p.readKernelStatistics() }
     }
 
+    /// Handles errors of the bridge's kick thread on this port; true when a kick is due now.
+    public func collectKickErrors() -> Bool {
+        if case .packet(let p) = self { return p.collectKickErrors() }
+        return false
+    }
+
     /// Releases the backend: rings unmapped, sockets closed, TAP devices removed.
     public func close() {
         switch self {

@@ -39,6 +39,9 @@ final class BridgeRunner: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let wakeFD: Int32
     private var thread: pthread_t?
+    /// Makes the AF_PACKET ports' TX kicks when traffic is dense (SwitchIO/TransmitKicker.swift);
+    /// nil with USERSWITCH_TX_THREAD=0, for measuring (docs/performance.md, "TX kick thread").
+    let kicker: TransmitKicker?
     private var pollSet: [pollfd] = []
     private var pollPorts: [Int] = []
     private var pollSetStale = true
@@ -77,11 +80,23 @@ final class BridgeRunner: @unchecked Sendable {
         return 16
     }()
 
+    static let useKickThread: Bool = {
+        if let text = getenv("USERSWITCH_TX_THREAD"), String(cString: text) == "0" { return false }
+        return true
+    }()
+
     init(name: String, settings: BridgeSettings, logger: Logger) {
         self.name = name
         self.logger = logger
         engine = Engine(settings: settings)
         wakeFD = CLinuxNet_eventfd_nonblocking()
+        kicker = BridgeRunner.useKickThread ? TransmitKicker(notifyDescriptor: wakeFD) : nil
+    }
+
+    /// Prepares a backend that joins a port of this bridge: AF_PACKET ports hand their kicks to
+    /// the bridge's kick thread. Runner thread (or before the runner starts).
+    func adopt(_ device: SwitchPort?) {
+        if case .packet(let p) = device { p.useKicker(kicker) }
     }
 
     deinit { Glibc.close(wakeFD) }
@@ -96,6 +111,7 @@ final class BridgeRunner: @unchecked Sendable {
         }, unmanaged.toOpaque())
         precondition(rc == 0, "pthread_create failed: \(rc)")
         thread = t
+        kicker?.start()
     }
 
     /// Stops the thread, then closes every port backend (rings unmapped, TAP devices removed).
@@ -104,6 +120,7 @@ final class BridgeRunner: @unchecked Sendable {
         wake()
         if let t = thread { pthread_join(t, nil) }
         thread = nil
+        kicker?.stop()
         for i in engine.portIndices {
             if let d = try? engine.removePort(i) { d.close() }
         }
@@ -149,6 +166,7 @@ final class BridgeRunner: @unchecked Sendable {
         var lastTraffic = Clock.nanoseconds()
         while !stopping.load(ordering: .acquiring) {
             if pendingJobs.load(ordering: .acquiring) > 0 { runJobs() }
+            if let kicker, kicker.takeErrorsRaised() { collectKickErrors() }
             let now = Clock.milliseconds()
             let n = engine.pollAll(now: now)
             if now &- lastHousekeeping >= 1000 {
@@ -161,6 +179,7 @@ final class BridgeRunner: @unchecked Sendable {
                 if n < BridgeRunner.yieldBelowFrames { sched_yield() }
                 continue
             }
+            kicker?.noteIdle()
             let idle = Clock.nanoseconds() &- lastTraffic
             if idle < BridgeRunner.spinNanoseconds {
                 if idle >= BridgeRunner.yieldAfterNanoseconds { sched_yield() }
@@ -210,6 +229,15 @@ final class BridgeRunner: @unchecked Sendable {
         pollSetStale = false
     }
 
+    /// A send() of the kick thread failed on some port: each port handles its own (a refused
+    /// frame is reclaimed and the frames behind it are kicked again at once).
+    private func collectKickErrors() {
+        for i in engine.portIndices {
+            guard let d = engine.devices[i] else { continue }
+            if d.collectKickErrors() { d.flush() }
+        }
+    }
+
     // MARK: ports whose interface comes and goes (runner thread)
 
     /// Once a second, and whenever netlink reports a link change: a port whose interface vanished
@@ -225,6 +253,7 @@ final class BridgeRunner: @unchecked Sendable {
             if engine.devices[i] == nil && current != 0 {
                 do {
                     let p = try PacketSocketPort(interface: name, options: BridgeRunner.portOptions)
+                    adopt(.packet(p))
                     engine.setDevice(i, .packet(p))
                     pollSetStale = true
                     logger.notice("port \(name) re-attached", metadata: ["bridge": "\(self.name)"])

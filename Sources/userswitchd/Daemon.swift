@@ -150,6 +150,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
             }
             let result: Result<Int, BridgeError> = r.sync { runner in
                 do throws(BridgeError) {
+                    runner.adopt(device)
                     let i = try runner.engine.addPort(name: port, mode: vlan, device: device)
                     runner.portTypes[i] = type
                     runner.engine.setLocal(i, type == .tap) // the bridge's own port for INPUT/OUTPUT

@@ -341,6 +341,110 @@ final class PacketSocketPortTests: XCTestCase {
         XCTAssertEqual(a.counters.txErrors, 0)
     }
 
+    // MARK: kicks handed to the kick thread (TransmitKicker)
+
+    /// A kick thread that takes every kick (wakes at the first frame) and is stopped at the end.
+    private func startKicker() -> TransmitKicker {
+        let kicker = TransmitKicker(wakeAfterFrames: 1)
+        kicker.start()
+        addTeardownBlock { kicker.stop() }
+        return kicker
+    }
+
+    func testFramesKickedByTheKickThreadArriveOnceEachInOrder() throws {
+        let (a, b) = try openPorts()
+        let kicker = startKicker()
+        a.useKicker(kicker)
+        // 10 rounds of 12 frames in a 32-slot ring: it wraps several times.
+        for round in 0..<10 {
+            let out = OutgoingFrames()
+            let frames = (0..<12).map { craftFrame(sequence: UInt8(round * 12 + $0)) }
+            for f in frames { out.add(f) }
+            XCTAssertEqual(out.send(on: a), 12)
+            XCTAssertEqual(receiveTestFrames(on: b, count: 13, timeout: 0.3).map(\.bytes), frames)
+        }
+        XCTAssertGreaterThanOrEqual(kicker.kicks, 10, "the kicks were made inline, not by the kick thread")
+        XCTAssertEqual(a.counters.txRingFull, 0)
+        XCTAssertEqual(a.counters.txErrors, 0)
+        // Detached, the port kicks inline again and the kick thread makes no more sends for it.
+        a.useKicker(nil)
+        let before = kicker.kicks
+        let out = OutgoingFrames()
+        out.add(craftFrame(sequence: 200))
+        XCTAssertEqual(out.send(on: a), 1)
+        XCTAssertEqual(receiveTestFrames(on: b, count: 1).count, 1)
+        XCTAssertEqual(kicker.kicks, before)
+    }
+
+    func testSparseFramesAreKickedInlineUntilTrafficIsDense() throws {
+        let (a, b) = try openPorts()
+        let kicker = TransmitKicker(wakeAfterFrames: 8)
+        kicker.start()
+        addTeardownBlock { kicker.stop() }
+        a.useKicker(kicker)
+        // Wait until the kick thread sleeps (it spins 20 µs after starting).
+        usleep(20_000)
+        for i in 0..<3 {
+            kicker.noteIdle()  // what the bridge thread does between sparse frames
+            let out = OutgoingFrames()
+            out.add(craftFrame(sequence: UInt8(i)))
+            XCTAssertEqual(out.send(on: a), 1)
+            XCTAssertEqual(receiveTestFrames(on: b, count: 1).count, 1)
+        }
+        XCTAssertEqual(kicker.kicks, 0, "a sparse frame waited for the kick thread")
+        // 8 frames without an idle pass: the kick is handed over.
+        let out = OutgoingFrames()
+        let frames = (0..<8).map { craftFrame(sequence: UInt8(10 + $0)) }
+        for f in frames { out.add(f) }
+        XCTAssertEqual(out.send(on: a), 8)
+        XCTAssertEqual(receiveTestFrames(on: b, count: 8).map(\.bytes), frames)
+        XCTAssertEqual(kicker.kicks, 1)
+    }
+
+    func testRefusedFrameKickedByTheKickThreadIsReclaimed() throws {
+        let (a, b) = try openPorts()
+        let kicker = startKicker()
+        a.useKicker(kicker)
+        let out = OutgoingFrames()
+        out.add(craftFrame(sequence: 10), vnet: VirtioNetHeader(hdrLen: 2000))
+        let good = [craftFrame(sequence: 11), craftFrame(sequence: 12)]
+        for g in good { out.add(g) }
+        XCTAssertEqual(out.send(on: a), 3)
+        // The kick thread's send fails on the refused slot: it raises the error, and the owner
+        // (the bridge thread in the daemon) reclaims the slot and kicks the rest.
+        let deadline = Date().addingTimeInterval(2)
+        while !kicker.takeErrorsRaised() && Date() < deadline { usleep(1000) }
+        XCTAssertTrue(a.collectKickErrors(), "no kick due after the refused slot was reclaimed")
+        a.flush()
+        XCTAssertEqual(receiveTestFrames(on: b, count: 2).map(\.bytes), good)
+        XCTAssertEqual(a.counters.wrongFormat, 1)
+        for round in 0..<4 {
+            let more = OutgoingFrames()
+            let frames = (0..<12).map { craftFrame(sequence: UInt8(20 + round * 12 + $0)) }
+            for f in frames { more.add(f) }
+            XCTAssertEqual(more.send(on: a), 12)
+            XCTAssertEqual(receiveTestFrames(on: b, count: 12).map(\.bytes), frames)
+        }
+        XCTAssertEqual(a.counters.wrongFormat, 1)
+        XCTAssertEqual(a.counters.txErrors, 0)
+    }
+
+    func testKickThreadReportsAVanishedInterface() throws {
+        let (a, _) = try openPorts()
+        let kicker = startKicker()
+        a.useKicker(kicker)
+        runCommand(["/usr/sbin/ip", "link", "del", nameA])
+        let out = OutgoingFrames()
+        out.add(craftFrame(sequence: 1))
+        _ = out.send(on: a)
+        let deadline = Date().addingTimeInterval(2)
+        while !kicker.takeErrorsRaised() && Date() < deadline { usleep(1000) }
+        XCTAssertFalse(a.collectKickErrors())
+        XCTAssertTrue(a.isDead)
+        a.close()  // detaches from the kick thread before the descriptor is closed
+        XCTAssertEqual(a.fileDescriptor, -1)
+    }
+
     func testFullTransmitRingStopsAndCounts() throws {
         let (a, _) = try openPorts()
         runCommand(["/usr/sbin/ip", "link", "set", nameA, "down"])
