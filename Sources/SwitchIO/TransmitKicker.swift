@@ -86,7 +86,8 @@ public final class TransmitKicker: @unchecked Sendable {
     private var thread: pthread_t?
     /// Frames kicked inline since the bridge thread's last idle pass; bridge thread only.
     private var inlineFrames = 0
-    /// Kicks this thread made; read by tests and `kicks`.
+    /// Kicks this thread made (counted before each send(), so a frame seen on the far side was
+    /// counted); read by tests through `kicks`.
     private let kickCount = Atomic<UInt64>(0)
     /// Set when a send() failed on some port since `takeErrorsRaised` last cleared it.
     private let errorRaised = Atomic<Bool>(false)
@@ -211,6 +212,7 @@ public final class TransmitKicker: @unchecked Sendable {
                     slot.busy.store(false, ordering: .sequentiallyConsistent)
                     continue
                 }
+                kickCount.add(1, ordering: .relaxed)
                 let failed = send(slot.fileDescriptor, nil, 0, Int32(MSG_DONTWAIT)) < 0
                 if failed { slot.error.store(errno, ordering: .sequentiallyConsistent) }
                 slot.busy.store(false, ordering: .sequentiallyConsistent)
@@ -221,7 +223,6 @@ public final class TransmitKicker: @unchecked Sendable {
                         _ = Glibc.write(notifyDescriptor, &one, 8)
                     }
                 }
-                kickCount.add(1, ordering: .relaxed)
                 kicked = true
             }
             let now = Self.nanoseconds()
