@@ -9,10 +9,11 @@
 //   has TP_STATUS_USER and never enters the kernel; `releaseReceived` hands them back. `transmit`
 //   fills TX slots and marks them TP_STATUS_SEND_REQUEST; `flush` makes one send(fd, NULL, 0,
 //   MSG_DONTWAIT) for the lot, or hands that kick to the bridge's kick thread (TransmitKicker.swift:
-//   the send runs the receiving side's stack, which is better done beside the bridge thread). tp_status is shared with the kernel (written from softirq on another
-//   CPU): it is read with acquire and written with release ordering (C shims
-//   CLinuxNet_load_acquire_u32 / CLinuxNet_store_release_u32), so frame bytes and status never
-//   appear out of order on either side.
+//   the send runs the receiving side's stack, which is better done beside the bridge thread).
+//   tp_status is shared with the kernel (written from softirq on another CPU): it is read with
+//   acquire and written with release ordering (C shims CLinuxNet_load_acquire_u32 /
+//   CLinuxNet_store_release_u32), so frame bytes and status never appear out of order on either
+//   side.
 // - Two RX rings, split by frame size. A TPACKET_V2 slot has one fixed size, and a slot must hold a
 //   GSO super-frame (64 KiB plus headers), so a ring of such slots holds few frames for its memory:
 //   270 slots of 68 KiB (18 MiB) overflowed whenever the bridge thread was off the CPU for a
@@ -91,7 +92,8 @@
 //
 // Threading: a port belongs to one thread at a time (the bridge's dataplane thread); nothing here
 // locks. The one exception is the kick thread's send() on the TX ring, which shares only atomics
-// with the port (TransmitKicker.Slot). It is Sendable only so that the daemon can open it on one thread and hand it over.
+// with the port (TransmitKicker.Slot). It is Sendable only so that the daemon can open it on one
+// thread and hand it over.
 
 #if canImport(Glibc)
 import Glibc

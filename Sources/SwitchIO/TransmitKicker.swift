@@ -6,10 +6,10 @@
 // software device the receiving side's stack then runs in the softirq that follows, on the
 // kicking thread: the destination host's TCP receive, the ACK it answers with, and when that ACK
 // comes back through the switch, the sender's TCP transmit of the next segments. Profiled with one
-// TCP stream without offloads through two namespaces (docs/performance.md, "TX kick thread"), 52-64%
-// of the bridge thread's time was inside send(), and the thread was the bottleneck while the
-// machine still had idle time. The Linux bridge runs the same work in the sender's own softirq,
-// so its pipeline has two CPUs' worth of contexts (sender, receiver); ours had one.
+// TCP stream without offloads through two namespaces (docs/performance.md, "TCP with tx off"),
+// 52-64% of the bridge thread's time was inside send(), and the thread was the bottleneck while
+// the machine still had idle time. The Linux bridge runs the same work in the sender's softirq
+// and the receiver's copy in the receiving process, on two CPUs; ours ran it all on one thread.
 //
 // So under load the bridge thread only fills TX slots and raises a per-port request flag; this
 // thread picks the flags up and makes the send() calls, and the kernel work behind them runs on
@@ -58,7 +58,12 @@ public final class TransmitKicker: @unchecked Sendable {
         init(fileDescriptor: Int32) { self.fileDescriptor = fileDescriptor }
 
         /// The errno of the kicker's last failed send() on this port, cleared (0: none).
-        public func takeError() -> Int32 { error.exchange(0, ordering: .sequentiallyConsistent) }
+        /// A plain load first: every flush asks, and an exchange would take the cache line
+        /// from the kick thread each time.
+        public func takeError() -> Int32 {
+            guard error.load(ordering: .relaxed) != 0 else { return 0 }
+            return error.exchange(0, ordering: .sequentiallyConsistent)
+        }
 
         /// Keeps the kicker from sending on this port until `resume()`: returns once no send()
         /// of the kicker's is in flight on it.

@@ -40,7 +40,7 @@ final class BridgeRunner: @unchecked Sendable {
     private let wakeFD: Int32
     private var thread: pthread_t?
     /// Makes the AF_PACKET ports' TX kicks when traffic is dense (SwitchIO/TransmitKicker.swift);
-    /// nil with USERSWITCH_TX_THREAD=0, for measuring (docs/performance.md, "TX kick thread").
+    /// nil with USERSWITCH_TX_THREAD=0, for measuring (docs/performance.md, "TCP with tx off").
     let kicker: TransmitKicker?
     private var pollSet: [pollfd] = []
     private var pollPorts: [Int] = []
