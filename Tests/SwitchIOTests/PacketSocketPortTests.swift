@@ -319,6 +319,18 @@ final class PacketSocketPortTests: XCTestCase {
         XCTAssertEqual(r.vnet.csumOffset, 6)
     }
 
+    /// `rounds` of 12 frames from `a` arrive at `b` in order (the 32-slot TX ring wraps).
+    private func assertRingKeepsWorking(from a: PacketSocketPort, to b: PacketSocketPort, rounds: Int,
+                                        file: StaticString = #filePath, line: UInt = #line) {
+        for round in 0..<rounds {
+            let more = OutgoingFrames()
+            let frames = (0..<12).map { craftFrame(sequence: UInt8(20 + round * 12 + $0)) }
+            for f in frames { more.add(f) }
+            XCTAssertEqual(more.send(on: a), 12, file: file, line: line)
+            XCTAssertEqual(receiveTestFrames(on: b, count: 12).map(\.bytes), frames, file: file, line: line)
+        }
+    }
+
     func testRefusedFrameIsReclaimedAndLaterFramesStillGo() throws {
         let (a, b) = try openPorts()
         let out = OutgoingFrames()
@@ -330,13 +342,7 @@ final class PacketSocketPortTests: XCTestCase {
         XCTAssertEqual(receiveTestFrames(on: b, count: 2).map(\.bytes), good)
         XCTAssertEqual(a.counters.wrongFormat, 1)
         // The ring keeps working, also across its end.
-        for round in 0..<5 {
-            let more = OutgoingFrames()
-            let frames = (0..<12).map { craftFrame(sequence: UInt8(20 + round * 12 + $0)) }
-            for f in frames { more.add(f) }
-            XCTAssertEqual(more.send(on: a), 12)
-            XCTAssertEqual(receiveTestFrames(on: b, count: 12).map(\.bytes), frames)
-        }
+        assertRingKeepsWorking(from: a, to: b, rounds: 5)
         XCTAssertEqual(a.counters.wrongFormat, 1)
         XCTAssertEqual(a.counters.txErrors, 0)
     }
@@ -418,13 +424,7 @@ final class PacketSocketPortTests: XCTestCase {
         a.flush()
         XCTAssertEqual(receiveTestFrames(on: b, count: 2).map(\.bytes), good)
         XCTAssertEqual(a.counters.wrongFormat, 1)
-        for round in 0..<4 {
-            let more = OutgoingFrames()
-            let frames = (0..<12).map { craftFrame(sequence: UInt8(20 + round * 12 + $0)) }
-            for f in frames { more.add(f) }
-            XCTAssertEqual(more.send(on: a), 12)
-            XCTAssertEqual(receiveTestFrames(on: b, count: 12).map(\.bytes), frames)
-        }
+        assertRingKeepsWorking(from: a, to: b, rounds: 4)
         XCTAssertEqual(a.counters.wrongFormat, 1)
         XCTAssertEqual(a.counters.txErrors, 0)
     }

@@ -1,4 +1,5 @@
-# lab-hosts.sh: sourced by the one-question scripts here (learning-trial.sh, sink-profile.sh).
+# lab-hosts.sh: sourced by the one-question scripts here (learning-trial.sh, sink-profile.sh,
+# tcp-profile.sh).
 # add_hosts PREFIX N: hosts PREFIXh1..N in namespaces, each wired by a veth pair to the root
 # namespace (PREFIXsI there, eth0 with MAC 02:00:00:00:00:0I in the host), up, IPv6 off so that
 # router solicitations and MLD do not add frames to what is counted. The caller removes them.
@@ -12,4 +13,14 @@ add_hosts() {
     echo 1 > /proc/sys/net/ipv6/conf/${p}s$i/disable_ipv6
     ip link set ${p}s$i up
   done
+}
+
+# remove_lab PREFIX N DAEMON_PID WORKDIR: what a script's exit trap removes. The daemon is stopped
+# by its pid (none if empty), then the hosts, their switch-side links and a bridge PREFIXbr.
+remove_lab() {
+  local p=$1 n=$2 d=$3 w=$4 i
+  [ -n "$d" ] && kill "$d" 2>/dev/null && wait "$d" 2>/dev/null
+  for i in $(seq 1 "$n"); do ip netns del ${p}h$i 2>/dev/null; ip link del ${p}s$i 2>/dev/null; done
+  ip link del ${p}br 2>/dev/null
+  rm -rf "$w"
 }

@@ -14,11 +14,7 @@ B=${B:-.build/release}; N=${N:-4096}; R=${R:-100000}
 P=lt$$; W=$(mktemp -d /tmp/usw-learning.XXXXXX); S=$W/ctl.sock; D=
 pin_d=""; pin_t=""
 [ "${PIN:-0}" = 1 ] && { pin_d="taskset -c 1"; pin_t="taskset -c 0"; }
-cleanup() {
-  [ -n "$D" ] && kill "$D" 2>/dev/null && wait "$D" 2>/dev/null
-  for i in 1 2 3; do ip netns del ${P}h$i 2>/dev/null; ip link del ${P}s$i 2>/dev/null; done
-  rm -rf "$W"
-}
+cleanup() { remove_lab "$P" 3 "$D" "$W"; }
 trap cleanup EXIT INT TERM
 . "$(dirname "$0")/lab-hosts.sh"
 add_hosts "$P" 3

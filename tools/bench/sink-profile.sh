@@ -14,10 +14,7 @@ SWITCH=${SWITCH:-userswitch}; B=${B:-.build/release}; SECS=${PROFILE_SECONDS:-3}
 P=sp$$; W=$(mktemp -d /tmp/usw-sinkprof.XXXXXX); S=$W/ctl.sock; D=; G=
 cleanup() {
   [ -n "$G" ] && kill "$G" 2>/dev/null && wait "$G" 2>/dev/null
-  [ -n "$D" ] && kill "$D" 2>/dev/null && wait "$D" 2>/dev/null
-  for i in 1 2; do ip netns del ${P}h$i 2>/dev/null; ip link del ${P}s$i 2>/dev/null; done
-  ip link del ${P}br 2>/dev/null
-  rm -rf "$W"
+  remove_lab "$P" 2 "$D" "$W"
 }
 trap cleanup EXIT INT TERM
 . "$(dirname "$0")/lab-hosts.sh"

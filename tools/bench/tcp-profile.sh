@@ -16,12 +16,7 @@
 set -u
 SWITCH=${SWITCH:-userswitch}; B=${B:-.build/release}; SECS=${SECS:-4}; TX=${TX:-off}
 P=tp$$; W=$(mktemp -d /tmp/usw-tcpprof.XXXXXX); S=$W/ctl.sock; D=; C=
-cleanup() {
-  [ -n "$D" ] && kill "$D" 2>/dev/null && wait "$D" 2>/dev/null
-  for i in 1 2; do ip netns del ${P}h$i 2>/dev/null; ip link del ${P}s$i 2>/dev/null; done
-  ip link del ${P}br 2>/dev/null
-  rm -rf "$W"
-}
+cleanup() { remove_lab "$P" 2 "$D" "$W"; }
 trap cleanup EXIT INT TERM
 . "$(dirname "$0")/lab-hosts.sh"
 add_hosts "$P" 2
