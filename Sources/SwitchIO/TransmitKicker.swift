@@ -197,7 +197,7 @@ public final class TransmitKicker: @unchecked Sendable {
     private func run() {
         var current: [Slot] = []
         var seen = -1
-        var lastKick = Self.nanoseconds()
+        var lastKick = MonotonicClock.nanoseconds()
         sleeping.store(false, ordering: .sequentiallyConsistent)
         while !stopping.load(ordering: .sequentiallyConsistent) {
             // A pass starts here: the previous one is over, so slots detached before this
@@ -230,7 +230,7 @@ public final class TransmitKicker: @unchecked Sendable {
                 }
                 kicked = true
             }
-            let now = Self.nanoseconds()
+            let now = MonotonicClock.nanoseconds()
             if kicked {
                 lastKick = now
                 continue
@@ -248,14 +248,8 @@ public final class TransmitKicker: @unchecked Sendable {
             var v: UInt64 = 0
             _ = Glibc.read(wakeFD, &v, 8)
             sleeping.store(false, ordering: .sequentiallyConsistent)
-            lastKick = Self.nanoseconds()
+            lastKick = MonotonicClock.nanoseconds()
         }
         sleeping.store(true, ordering: .sequentiallyConsistent)
-    }
-
-    private static func nanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 }

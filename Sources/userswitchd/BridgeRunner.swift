@@ -162,12 +162,12 @@ final class BridgeRunner: @unchecked Sendable {
     }
 
     private func run() {
-        var lastHousekeeping = Clock.milliseconds()
-        var lastTraffic = Clock.nanoseconds()
+        var lastHousekeeping = MonotonicClock.milliseconds()
+        var lastTraffic = MonotonicClock.nanoseconds()
         while !stopping.load(ordering: .acquiring) {
             if pendingJobs.load(ordering: .acquiring) > 0 { runJobs() }
             if let kicker, kicker.takeErrorsRaised() { collectKickErrors() }
-            let now = Clock.milliseconds()
+            let now = MonotonicClock.milliseconds()
             let n = engine.pollAll(now: now)
             if now &- lastHousekeeping >= 1000 {
                 lastHousekeeping = now
@@ -175,18 +175,18 @@ final class BridgeRunner: @unchecked Sendable {
                 checkPorts()
             }
             if n > 0 {
-                lastTraffic = Clock.nanoseconds()
+                lastTraffic = MonotonicClock.nanoseconds()
                 if n < BridgeRunner.yieldBelowFrames { sched_yield() }
                 continue
             }
             kicker?.noteIdle()
-            let idle = Clock.nanoseconds() &- lastTraffic
+            let idle = MonotonicClock.nanoseconds() &- lastTraffic
             if idle < BridgeRunner.spinNanoseconds {
                 if idle >= BridgeRunner.yieldAfterNanoseconds { sched_yield() }
                 continue
             }
             sleepUntilReadable()
-            lastTraffic = Clock.nanoseconds()
+            lastTraffic = MonotonicClock.nanoseconds()
         }
     }
 
@@ -286,21 +286,4 @@ final class BridgeRunner: @unchecked Sendable {
 private final class SyncBox<T>: @unchecked Sendable {
     var value: T?
     let done = DispatchSemaphore(value: 0)
-}
-
-enum Clock {
-    /// Coarse monotonic milliseconds (wraps after 49 days; the FDB uses wrapping arithmetic).
-    @inline(__always)
-    static func milliseconds() -> UInt32 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
-        return UInt32(truncatingIfNeeded: Int(ts.tv_sec) &* 1000 &+ Int(ts.tv_nsec) / 1_000_000)
-    }
-
-    @inline(__always)
-    static func nanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
 }

@@ -22,6 +22,7 @@
 import Foundation
 import SwitchControl
 import SwitchCore
+import SwitchIO
 
 extension Daemon {
     /// Called by `handle` after `execute` succeeded: adds the guests to `show`, and saves the
@@ -62,7 +63,7 @@ extension Daemon {
 
     /// The running state as a configuration (bridges by name, ports in port-number order).
     func snapshot() -> SwitchConfiguration {
-        let now = Clock.milliseconds()
+        let now = MonotonicClock.milliseconds()
         return SwitchConfiguration(bridges: bridges.keys.sorted().map { name in
             var b: BridgeConfiguration = bridges[name]!.sync { runner in
                 let e = runner.engine

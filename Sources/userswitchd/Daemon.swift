@@ -192,7 +192,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
 
         case .fdb(let bridge):
             let r = try runner(bridge)
-            let now = Clock.milliseconds()
+            let now = MonotonicClock.milliseconds()
             return .fdb(r.sync { runner in
                 let e = runner.engine
                 return e.fdb.entries(now: now)
