@@ -347,6 +347,64 @@ def udp64(lab, tr, args, sink):
     return {"offered_pps": tx[1], "delivered_pps": rx[2]}
 
 
+# ---------------------------------------------------------------------------------------------
+# Generator ceiling: what trafgen can offer towards the sink with no switch at all on host 1's
+# switch-side port, and with the cheapest possible userspace reader there (bare-reader.c). A veth
+# transmits in the sender's context, so the kernel's side of every delivery to a packet socket
+# (the copy into a ring, or queueing an skb for recvmmsg) runs on trafgen's CPU. On a machine
+# where that CPU is the bottleneck, no switch that reads with a packet socket can deliver more
+# than the bare reader lets trafgen offer; the table puts the switches' figures beside it.
+
+CEILING_REFERENCES = [
+    ("no-reader", "nothing reads the port (the kernel drops each frame)"),
+    ("ring", "bare reader, TPACKET_V2 RX ring (4096 x 2 KiB)"),
+    ("recvmmsg", "bare reader, recvmmsg batches of 64"),
+]
+
+
+def build_bare_reader(work):
+    """Compiles bare-reader.c into the work directory; returns the binary's path, or an error."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bare-reader.c")
+    out = os.path.join(work, "bare-reader")
+    path = os.environ.get("PATH", "") + ":/opt/swift/usr/bin"
+    for cc in ["cc", "gcc", "clang"]:
+        exe = shutil.which(cc, path=path)
+        if exe:
+            r = subprocess.run([exe, "-O2", "-o", out, src], capture_output=True, text=True)
+            if r.returncode == 0:
+                return out, None
+            return None, f"{cc} failed: {r.stderr.strip()[-300:]}"
+    return None, "no C compiler (cc, gcc or clang) for bare-reader.c"
+
+
+def udp64_ceiling(lab, tr, args, mode, reader):
+    """The 64-byte sink blast of `udp64`, with `mode` on host 1's switch-side port instead of a
+    switch: offered frames/s (host 1's tx), and for a bare reader what it read and dropped."""
+    cfg = tr.cfg(frame_cfg(sink_mac(2), host_mac(1)))
+    if mode == "no-reader":
+        _, tx = tr.blast([tr.trafgen(1, cfg)], [2], args.duration)
+        return {"offered_pps": tx[1]}
+    if reader is None:
+        raise Failed("bare-reader not built")
+    log = os.path.join(lab.work, f"bare-reader-{mode}.log")
+    proc = lab.spawn(lab.ns(lab.sw, [reader, "s1", mode]), log=log)
+    time.sleep(0.3)
+    if proc.poll() is not None:
+        raise Failed("bare-reader exited: " + open(log).read()[-300:])
+    try:
+        _, tx = tr.blast([tr.trafgen(1, cfg)], [2], args.duration)
+    finally:
+        lab.stop(proc, sig=signal.SIGTERM)
+    lines = [x for x in open(log).read().splitlines() if x.startswith("{")]
+    if not lines:
+        raise Failed("bare-reader printed no result: " + open(log).read()[-300:])
+    r = json.loads(lines[-1])
+    # A reader that fell behind makes the kernel take its cheaper drop path: not a ceiling.
+    if r["kernel_drops"] > 0.001 * max(1, r["frames"]):
+        raise Failed(f"bare-reader fell behind: {r['kernel_drops']} of {r['frames']} frames dropped by the kernel")
+    return {"offered_pps": tx[1], "reader_frames": r["frames"], "kernel_drops": r["kernel_drops"]}
+
+
 def iperf(lab, tr, args, pairs, tx_off=False):
     if tx_off:
         for i in sorted({i for p in pairs for i in p}):
@@ -805,6 +863,35 @@ def table(raw, summary):
     return "\n".join(lines)
 
 
+def ceiling_table(raw, summary):
+    """The generator ceiling beside the switches' 64-byte sink figures of the same run."""
+    if "ceiling" not in raw:
+        return ""
+    lines = ["Generator ceiling (64-byte tester-port sink; trafgen's offered rate with no switch on host 1's "
+             "switch-side port, measured in the same rounds; the kernel's side of a packet-socket delivery "
+             "runs on trafgen's CPU):", "",
+             "| on host 1's switch-side port | offered (Mpps) | rounds |", "|---|---|---|"]
+    meds = {}
+    for mode, label in CEILING_REFERENCES:
+        runs = raw["ceiling"].get(mode, [])
+        vals = [r["result"]["offered_pps"] for r in runs if "result" in r]
+        errors = [r["failed"] for r in runs if "failed" in r]
+        meds[mode] = median(vals)
+        cell = fmt(meds[mode], 1e-6, "Mpps") if vals else "failed: " + (errors[0] if errors else "-")
+        if vals and errors:
+            cell += f" ({len(errors)} failed)"
+        lines.append(f"| {label} | {cell} | " + ", ".join(f"{v * 1e-6:.2f}" for v in vals) + " |")
+    for s in raw["switches"]:
+        e = summary[s].get("udp64_sink.delivered_pps", {})
+        if e.get("median") is not None:
+            lines.append(f"| {LABELS[s]}: delivered (for comparison) | {fmt(e['median'], 1e-6, 'Mpps')} | "
+                         + ", ".join(f"{v * 1e-6:.2f}" for v in e["runs"]) + " |")
+    ovs = summary.get("ovs-netdev", {}).get("udp64_sink.delivered_pps", {}).get("median")
+    if ovs:
+        lines.append(f"| 2.5x Open vSwitch's delivered (the bar) | {fmt(2.5 * ovs, 1e-6, 'Mpps')} | |")
+    return "\n".join(lines)
+
+
 FILTER_WORKLOADS = [("udp64_sink_antispoof", "anti-spoofing on every port"),
                     ("udp64_sink_1000rules", "1000-rule Xen FORWARD chain")]
 
@@ -886,6 +973,9 @@ def main():
                     help="fraction of the CPUs others may use when a switch's turn starts (default 0.15)")
     ap.add_argument("--quiet-wait", type=float, default=600, help="seconds to wait for a quiet machine")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-ceiling", action="store_true",
+                    help="skip the generator ceiling (run with udp64_sink: trafgen towards the sink with no "
+                         "switch, and with a bare packet-socket reader, on host 1's port)")
     ap.add_argument("--fdb-size", type=int, default=1 << 20,
                     help="addresses every switch's FDB is sized for, where configurable (default 1048576)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE[,VAR=VALUE]",
@@ -928,6 +1018,10 @@ def main():
            "switches": switches, "kernel": os.uname().release, "cpus": os.cpu_count(),
            "duration_s": args.duration, "tcp_duration_s": args.tcp_duration, "loads": [],
            "runs": {s: {} for s in switches}}
+    ceiling = "udp64_sink" in args.workloads.split(",") and not args.no_ceiling
+    if ceiling:
+        raw["ceiling"] = {m: [] for m, _ in CEILING_REFERENCES}
+        reader, reader_error = build_bare_reader(work)
     try:
         for rnd in range(args.rounds):
             for sw in switches:
@@ -973,6 +1067,25 @@ def main():
                 finally:
                     lab.destroy()
                     CURRENT.remove(lab)
+            for mode, label in CEILING_REFERENCES if ceiling else []:
+                busy, load = wait_for_quiet(args)
+                print(f"round {rnd + 1}/{args.rounds}  generator ceiling: {label}  (CPUs {busy * 100:.0f}% busy "
+                      f"before, load {load:.2f})", flush=True)
+                lab = Lab(work, 9)
+                CURRENT.append(lab)
+                entry = {"round": rnd, "busy_before": busy}
+                try:
+                    lab.build()
+                    if mode != "no-reader" and reader is None:
+                        raise Failed(reader_error)
+                    entry["result"] = udp64_ceiling(lab, Traffic(lab, args), args, mode, reader)
+                except (Failed, RuntimeError, subprocess.TimeoutExpired, KeyError, ValueError) as e:
+                    entry["failed"] = str(e)[:500]
+                finally:
+                    lab.destroy()
+                    CURRENT.remove(lab)
+                raw["ceiling"][mode].append(entry)
+                print(f"    udp64_ceiling      {entry.get('result', {'FAILED': entry.get('failed')})}", flush=True)
         if "userswitch" in switches and not args.no_memory:
             raw["userswitchd_memory"] = memory_probe(args, work)
             print("  userswitchd memory:", raw["userswitchd_memory"], flush=True)
@@ -989,6 +1102,9 @@ def main():
     fmd = filter_table(raw, summary)
     if fmd:
         md += "\n\n" + fmd
+    cmd = ceiling_table(raw, summary)
+    if cmd:
+        md += "\n\n" + cmd
     busy = [x["busy_before"] * 100 for x in raw["loads"]]
     header = (f"userswitch benchmark, {raw['started']} ({'quick' if q else 'full'}: {args.rounds} round(s), "
               f"medians; {raw['cpus']} CPUs, kernel {raw['kernel']}; CPUs busy with other work before each "
