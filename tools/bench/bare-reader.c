@@ -1,19 +1,25 @@
 // bare-reader: the cheapest reader a userspace switch port can be, for the harness's generator
 // ceiling (tools/bench/README.md, "Generator ceiling").
 //
-//   bare-reader IFNAME ring|recvmmsg
+//   bare-reader IFNAME ring|ring-userswitch|recvmmsg
 //
 // Binds one AF_PACKET socket (ETH_P_ALL) to IFNAME and reads every frame until SIGINT/SIGTERM,
 // busy-polling on one CPU, touching the first byte of each frame and nothing else: no switching,
 // no transmit. `ring` reads a TPACKET_V2 RX ring of the same shape as userswitch's small ring
-// (4096 slots of 2 KiB); `recvmmsg` reads batches of 64 with recvmmsg(MSG_DONTWAIT), as Open
-// vSwitch's netdev datapath does. On exit it prints one JSON line: frames read, seconds, and the
+// (4096 slots of 2 KiB); `ring-userswitch` reads the same ring with userswitch's socket setup
+// around it (PacketSocketPort.swift: PACKET_VNET_HDR, and a second "bulk" socket created first and
+// joined with this one in a PACKET_FANOUT_CBPF group whose program sends frames longer than a
+// small slot, 2048 - 96 bytes of headroom, to the bulk socket, which is not read: the sink's
+// frames are all small), so that the kernel does per frame what it does for userswitch;
+// `recvmmsg` reads batches of 64 with recvmmsg(MSG_DONTWAIT), as Open vSwitch's netdev datapath
+// does. On exit it prints one JSON line: frames read, seconds, and the
 // frames the kernel dropped because the reader fell behind (tp_drops). A reader that drops is not
 // a ceiling: the kernel's drop path is cheaper than a delivery, so the harness rejects such a run.
 // The kernel's side of every delivery runs on the sender's CPU (veth transmits in the sender's
 // context), which is what the ceiling measures.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
@@ -27,6 +33,9 @@
 #include <unistd.h>
 
 enum { SLOTS = 4096, SLOT_SIZE = 2048, BLOCK_SIZE = 1 << 16, BATCH = 64 };
+#ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+#define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
+#endif
 
 static volatile sig_atomic_t stopping;
 static void on_signal(int sig) { (void)sig; stopping = 1; }
@@ -38,15 +47,27 @@ static double seconds(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3 || (strcmp(argv[2], "ring") && strcmp(argv[2], "recvmmsg"))) {
-        fprintf(stderr, "usage: bare-reader IFNAME ring|recvmmsg\n");
+    if (argc != 3 || (strcmp(argv[2], "ring") && strcmp(argv[2], "ring-userswitch") && strcmp(argv[2], "recvmmsg"))) {
+        fprintf(stderr, "usage: bare-reader IFNAME ring|ring-userswitch|recvmmsg\n");
         return 2;
     }
-    int ring = !strcmp(argv[2], "ring");
+    int ring = strcmp(argv[2], "recvmmsg") != 0;
+    int as_userswitch = !strcmp(argv[2], "ring-userswitch");
     unsigned ifindex = if_nametoindex(argv[1]);
     if (!ifindex) { perror(argv[1]); return 1; }
+    struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)ifindex };
+    // userswitch's bulk socket is created and joins first (it is member 0, the long frames).
+    int bulk = -1;
+    if (as_userswitch) {
+        bulk = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+        if (bulk < 0 || bind(bulk, (struct sockaddr *)&sll, sizeof sll)) { perror("bulk socket"); return 1; }
+    }
     int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
     if (fd < 0) { perror("socket"); return 1; }
+    if (as_userswitch) {
+        int on = 1;
+        if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &on, sizeof on)) { perror("PACKET_VNET_HDR"); return 1; }
+    }
     unsigned char *map = NULL;
     if (ring) {
         int version = TPACKET_V2;
@@ -60,8 +81,22 @@ int main(int argc, char **argv) {
         int bytes = 8 << 20;  // room for a burst while the reader is descheduled
         setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes);
     }
-    struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)ifindex };
     if (bind(fd, (struct sockaddr *)&sll, sizeof sll)) { perror("bind"); return 1; }
+    if (as_userswitch) {
+        // The fanout program runs before the MAC header is pushed back: lengths count from the
+        // network header, so a 2 KiB slot's limit is compared less the Ethernet header.
+        struct sock_filter program[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+            BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, SLOT_SIZE - 96 - ETH_HLEN, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, 0),
+            BPF_STMT(BPF_RET | BPF_K, 1),
+        };
+        struct sock_fprog fprog = { .len = 4, .filter = program };
+        int group = (getpid() & 0xffff) | ((PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16);
+        if (setsockopt(bulk, SOL_PACKET, PACKET_FANOUT, &group, sizeof group) ||
+            setsockopt(bulk, SOL_PACKET, PACKET_FANOUT_DATA, &fprog, sizeof fprog) ||
+            setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &group, sizeof group)) { perror("PACKET_FANOUT"); return 1; }
+    }
     struct sigaction sa = { .sa_handler = on_signal };
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
