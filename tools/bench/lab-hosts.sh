@@ -24,3 +24,20 @@ remove_lab() {
   ip link del ${p}br 2>/dev/null
   rm -rf "$w"
 }
+
+# start_blast NAMESPACE [taskset -c CPU] TRAFGEN_ARGS...: trafgen in NAMESPACE, in the background,
+# in a process group of its own (setsid); BLAST_PID is its pid and its group. stop_blast stops the
+# group: trafgen forks its worker, a signal to the parent alone leaves the worker sending, and a
+# background job of a script ignores SIGINT, so the group gets SIGINT, then SIGKILL if it lingers.
+start_blast() {
+  local ns=$1; shift
+  setsid ip netns exec "$ns" "$@" >/dev/null 2>&1 & BLAST_PID=$!
+}
+stop_blast() {
+  [ -n "${BLAST_PID:-}" ] || return 0
+  kill -INT -- -"$BLAST_PID" 2>/dev/null
+  for _ in $(seq 30); do kill -0 "$BLAST_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- -"$BLAST_PID" 2>/dev/null
+  wait "$BLAST_PID" 2>/dev/null
+  BLAST_PID=
+}

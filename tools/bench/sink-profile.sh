@@ -11,11 +11,8 @@
 # Everything it creates is removed on exit.
 set -u
 SWITCH=${SWITCH:-userswitch}; B=${B:-.build/release}; SECS=${PROFILE_SECONDS:-3}
-P=sp$$; W=$(mktemp -d /tmp/usw-sinkprof.XXXXXX); S=$W/ctl.sock; D=; G=
-cleanup() {
-  [ -n "$G" ] && kill "$G" 2>/dev/null && wait "$G" 2>/dev/null
-  remove_lab "$P" 2 "$D" "$W"
-}
+P=sp$$; W=$(mktemp -d /tmp/usw-sinkprof.XXXXXX); S=$W/ctl.sock; D=
+cleanup() { stop_blast; remove_lab "$P" 2 "$D" "$W"; }
 trap cleanup EXIT INT TERM
 . "$(dirname "$0")/lab-hosts.sh"
 add_hosts "$P" 2
@@ -33,7 +30,7 @@ gen() { h=$1; shift; ip netns exec ${P}h$h taskset -c 0 trafgen -o eth0 -P 1 -Q 
 echo '{ eth(da=ff:ff:ff:ff:ff:ff, sa=02:aa:00:00:00:02, type=0x88b5), fill(0, 46) }' > "$W/learn.cfg"
 gen 2 -i "$W/learn.cfg" -n 3 >/dev/null 2>&1; sleep 0.3
 echo '{ eth(da=02:aa:00:00:00:02, sa=02:00:00:00:00:01, type=0x88b5), fill(0, 46) }' > "$W/blast.cfg"
-gen 1 -i "$W/blast.cfg" >/dev/null 2>&1 & G=$!
+start_blast ${P}h1 taskset -c 0 trafgen -o eth0 -P 1 -Q -C --no-sock-mem -i "$W/blast.cfg"
 sleep 1
 rx() { ip netns exec ${P}h2 cat /sys/class/net/eth0/statistics/rx_packets; }
 a=$(rx 2)
