@@ -11,7 +11,7 @@
 # Everything it creates is removed on exit.
 set -u
 SWITCH=${SWITCH:-userswitch}; B=${B:-.build/release}; SECS=${PROFILE_SECONDS:-3}
-P=sp$$; W=$(mktemp -d /tmp/usw-sinkprof.XXXXXX); S=$W/ctl.sock; D=
+P=sp$$; W=$(mktemp -d /tmp/usw-sinkprof.XXXXXX); D=
 cleanup() { stop_blast; remove_lab "$P" 2 "$D" "$W"; }
 trap cleanup EXIT INT TERM
 . "$(dirname "$0")/lab-hosts.sh"
@@ -21,16 +21,10 @@ if [ "$SWITCH" = bridge ]; then
   for i in 1 2; do ip link set ${P}s$i master ${P}br; done
 else
   pin=""; [ "${PIN:-1}" = 1 ] && pin="taskset -c 1"
-  $pin "$B/userswitchd" --socket "$S" --config "$W/config.json" 2> "$W/userswitchd.log" & D=$!
-  sleep 0.5
-  C="$B/userswitchctl --socket $S"
-  $C add-br br0 && for i in 1 2; do $C add-port br0 ${P}s$i || exit 1; done
+  start_userswitch "$P" 2 "$B" "$W" $pin || exit 1
 fi
-gen() { h=$1; shift; ip netns exec ${P}h$h taskset -c 0 trafgen -o eth0 -P 1 -Q -C --no-sock-mem "$@"; }
-echo '{ eth(da=ff:ff:ff:ff:ff:ff, sa=02:aa:00:00:00:02, type=0x88b5), fill(0, 46) }' > "$W/learn.cfg"
-gen 2 -i "$W/learn.cfg" -n 3 >/dev/null 2>&1; sleep 0.3
-echo '{ eth(da=02:aa:00:00:00:02, sa=02:00:00:00:00:01, type=0x88b5), fill(0, 46) }' > "$W/blast.cfg"
-start_blast ${P}h1 taskset -c 0 trafgen -o eth0 -P 1 -Q -C --no-sock-mem -i "$W/blast.cfg"
+learn_sink "$P" "$W" taskset -c 0
+blast_sink "$P" "$W" taskset -c 0
 sleep 1
 rx() { ip netns exec ${P}h2 cat /sys/class/net/eth0/statistics/rx_packets; }
 a=$(rx 2)

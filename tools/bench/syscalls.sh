@@ -12,19 +12,16 @@
 # syscalls for SECS seconds, in total and for the calls the dataplane makes (sendto: a TX kick;
 # sched_yield; poll/ppoll: sleeping; read/write: the wake-up eventfds; futex), and the frames
 # the two hosts' interfaces received in the same window: everything the switch forwarded, in both
-# directions (TCP's ACKs too; a GSO super-frame counts once). Unlike strace, the tracepoints do not stop the daemon at each call, so the batching it
-# shows is the batching it does. Everything it creates is removed on exit (the daemon by its pid).
+# directions (TCP's ACKs too; a GSO super-frame counts once). Unlike strace, the tracepoints do
+# not stop the daemon at each call, so the batching it shows is the batching it does. Everything it creates is removed on exit (the daemon by its pid).
 set -u
 WORKLOAD=${WORKLOAD:-sink}; B=${B:-.build/release}; SECS=${SECS:-4}; TX=${TX:-off}
-P=sc$$; W=$(mktemp -d /tmp/usw-syscalls.XXXXXX); S=$W/ctl.sock; D=
+P=sc$$; W=$(mktemp -d /tmp/usw-syscalls.XXXXXX); D=
 cleanup() { stop_blast; remove_lab "$P" 2 "$D" "$W"; }
 trap cleanup EXIT INT TERM
 . "$(dirname "$0")/lab-hosts.sh"
 add_hosts "$P" 2
-env ${DAEMON_ENV:-} "$B/userswitchd" --socket "$S" --config "$W/config.json" 2> "$W/userswitchd.log" & D=$!
-sleep 0.5
-C="$B/userswitchctl --socket $S"
-$C add-br br0 && for i in 1 2; do $C add-port br0 ${P}s$i || exit 1; done
+start_userswitch "$P" 2 "$B" "$W" env ${DAEMON_ENV:-} || exit 1
 
 if [ "$WORKLOAD" = tcp ]; then
   for i in 1 2; do
@@ -35,11 +32,8 @@ if [ "$WORKLOAD" = tcp ]; then
   start_blast ${P}h1 iperf3 -c 10.77.0.2 -t $((SECS + 3))
   what="TCP, tx $TX"
 else
-  gen() { h=$1; shift; ip netns exec ${P}h$h trafgen -o eth0 -P 1 -Q -C --no-sock-mem "$@"; }
-  echo '{ eth(da=ff:ff:ff:ff:ff:ff, sa=02:aa:00:00:00:02, type=0x88b5), fill(0, 46) }' > "$W/learn.cfg"
-  gen 2 -i "$W/learn.cfg" -n 3 >/dev/null 2>&1; sleep 0.3
-  echo '{ eth(da=02:aa:00:00:00:02, sa=02:00:00:00:00:01, type=0x88b5), fill(0, 46) }' > "$W/blast.cfg"
-  start_blast ${P}h1 trafgen -o eth0 -P 1 -Q -C --no-sock-mem -i "$W/blast.cfg"
+  learn_sink "$P" "$W"
+  blast_sink "$P" "$W"
   what="64-byte sink"
 fi
 sleep 1.5

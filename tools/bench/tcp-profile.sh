@@ -15,7 +15,7 @@
 #   DAEMON_ENV=USERSWITCH_TX_THREAD=0              every TX kick inline on the bridge thread
 set -u
 SWITCH=${SWITCH:-userswitch}; B=${B:-.build/release}; SECS=${SECS:-4}; TX=${TX:-off}
-P=tp$$; W=$(mktemp -d /tmp/usw-tcpprof.XXXXXX); S=$W/ctl.sock; D=; C=
+P=tp$$; W=$(mktemp -d /tmp/usw-tcpprof.XXXXXX); D=; C=
 cleanup() { remove_lab "$P" 2 "$D" "$W"; }
 trap cleanup EXIT INT TERM
 . "$(dirname "$0")/lab-hosts.sh"
@@ -28,10 +28,7 @@ if [ "$SWITCH" = bridge ]; then
   ip link add ${P}br type bridge && ip link set ${P}br up
   for i in 1 2; do ip link set ${P}s$i master ${P}br; done
 else
-  env ${DAEMON_ENV:-} "$B/userswitchd" --socket "$S" --config "$W/config.json" 2> "$W/userswitchd.log" & D=$!
-  sleep 0.5
-  C="$B/userswitchctl --socket $S"
-  $C add-br br0 && for i in 1 2; do $C add-port br0 ${P}s$i || exit 1; done
+  start_userswitch "$P" 2 "$B" "$W" env ${DAEMON_ENV:-} || exit 1
 fi
 ip netns exec ${P}h2 iperf3 -s -1 -D -I "$W/server.pid" >/dev/null; sleep 0.3
 ip netns exec ${P}h1 iperf3 -c 10.77.0.2 -t $((SECS + 3)) -J > "$W/client.json" & I=$!
