@@ -122,15 +122,7 @@ public final class TransmitKicker: @unchecked Sendable {
 
     public func start() {
         precondition(thread == nil, "TransmitKicker started twice")
-        let unmanaged = Unmanaged.passRetained(self)
-        var t = pthread_t()
-        let rc = pthread_create(&t, nil, { arg in
-            let kicker = Unmanaged<TransmitKicker>.fromOpaque(arg!).takeRetainedValue()
-            kicker.run()
-            return nil
-        }, unmanaged.toOpaque())
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        thread = t
+        thread = DataplaneThread.start { self.run() }
         running.store(true, ordering: .sequentiallyConsistent)
     }
 

@@ -102,15 +102,7 @@ final class BridgeRunner: @unchecked Sendable {
     deinit { Glibc.close(wakeFD) }
 
     func start() {
-        let unmanaged = Unmanaged.passRetained(self)
-        var t = pthread_t()
-        let rc = pthread_create(&t, nil, { arg in
-            let runner = Unmanaged<BridgeRunner>.fromOpaque(arg!).takeRetainedValue()
-            runner.run()
-            return nil
-        }, unmanaged.toOpaque())
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        thread = t
+        thread = DataplaneThread.start { self.run() }
         kicker?.start()
     }
 
