@@ -1,12 +1,13 @@
 // bare-reader: the cheapest reader a userspace switch port can be, for the harness's generator
 // ceiling (tools/bench/README.md, "Generator ceiling").
 //
-//   bare-reader IFNAME ring|ring-userswitch|recvmmsg
+//   bare-reader IFNAME ring|ring-userswitch|recvmmsg [SLOTS SLOT_SIZE]
 //
 // Binds one AF_PACKET socket (ETH_P_ALL) to IFNAME and reads every frame until SIGINT/SIGTERM,
 // busy-polling on one CPU, touching the first byte of each frame and nothing else: no switching,
 // no transmit. `ring` reads a TPACKET_V2 RX ring of the same shape as userswitch's small ring
-// (4096 slots of 2 KiB); `ring-userswitch` reads the same ring with userswitch's socket setup
+// (4096 slots of 2 KiB, or SLOTS slots of SLOT_SIZE bytes: ring-geometry.sh compares
+// geometries); `ring-userswitch` reads the same ring with userswitch's socket setup
 // around it (PacketSocketPort.swift: PACKET_VNET_HDR, and a second "bulk" socket created first and
 // joined with this one in a PACKET_FANOUT_CBPF group whose program sends frames longer than a
 // small slot, 2048 - 96 bytes of headroom, to the bulk socket, which is not read: the sink's
@@ -32,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { SLOTS = 4096, SLOT_SIZE = 2048, BLOCK_SIZE = 1 << 16, BATCH = 64 };
+enum { DEFAULT_SLOTS = 4096, DEFAULT_SLOT_SIZE = 2048, BLOCK_SIZE = 1 << 16, BATCH = 64, BUFFER = 2048 };
 #ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
 #define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
 #endif
@@ -47,9 +48,23 @@ static double seconds(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3 || (strcmp(argv[2], "ring") && strcmp(argv[2], "ring-userswitch") && strcmp(argv[2], "recvmmsg"))) {
-        fprintf(stderr, "usage: bare-reader IFNAME ring|ring-userswitch|recvmmsg\n");
+    if ((argc != 3 && argc != 5) ||
+        (strcmp(argv[2], "ring") && strcmp(argv[2], "ring-userswitch") && strcmp(argv[2], "recvmmsg"))) {
+        fprintf(stderr, "usage: bare-reader IFNAME ring|ring-userswitch|recvmmsg [SLOTS SLOT_SIZE]\n");
         return 2;
+    }
+    unsigned slots = DEFAULT_SLOTS, slot_size = DEFAULT_SLOT_SIZE;
+    if (argc == 5) {
+        slots = (unsigned)strtoul(argv[3], NULL, 0);
+        slot_size = (unsigned)strtoul(argv[4], NULL, 0);
+        // The ring is built of 64 KiB blocks, and the kernel wants slots that tile a block and
+        // a whole number of blocks; 128 bytes holds the header and a 64-byte frame.
+        if (slots == 0 || slot_size < 128 || slot_size % 16 || slot_size > BLOCK_SIZE ||
+            BLOCK_SIZE % slot_size || (unsigned long long)slots * slot_size % BLOCK_SIZE) {
+            fprintf(stderr, "bare-reader: %s x %s: slots must be a power of two from 128 bytes to 64 KiB and fill whole 64 KiB blocks\n",
+                    argv[3], argv[4]);
+            return 2;
+        }
     }
     int ring = strcmp(argv[2], "recvmmsg") != 0;
     int as_userswitch = !strcmp(argv[2], "ring-userswitch");
@@ -71,11 +86,11 @@ int main(int argc, char **argv) {
     unsigned char *map = NULL;
     if (ring) {
         int version = TPACKET_V2;
-        struct tpacket_req req = { .tp_block_size = BLOCK_SIZE, .tp_frame_size = SLOT_SIZE,
-                                   .tp_block_nr = SLOTS * SLOT_SIZE / BLOCK_SIZE, .tp_frame_nr = SLOTS };
+        struct tpacket_req req = { .tp_block_size = BLOCK_SIZE, .tp_frame_size = slot_size,
+                                   .tp_block_nr = slots * slot_size / BLOCK_SIZE, .tp_frame_nr = slots };
         if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) ||
             setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req)) { perror("PACKET_RX_RING"); return 1; }
-        map = mmap(NULL, (size_t)SLOTS * SLOT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        map = mmap(NULL, (size_t)slots * slot_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (map == MAP_FAILED) { perror("mmap"); return 1; }
     } else {
         int bytes = 8 << 20;  // room for a burst while the reader is descheduled
@@ -87,7 +102,7 @@ int main(int argc, char **argv) {
         // network header, so a 2 KiB slot's limit is compared less the Ethernet header.
         struct sock_filter program[] = {
             BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
-            BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, SLOT_SIZE - 96 - ETH_HLEN, 0, 1),
+            BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, slot_size - 96 - ETH_HLEN, 0, 1),
             BPF_STMT(BPF_RET | BPF_K, 0),
             BPF_STMT(BPF_RET | BPF_K, 1),
         };
@@ -101,11 +116,11 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    static unsigned char buffers[BATCH][SLOT_SIZE];
+    static unsigned char buffers[BATCH][BUFFER];
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
     for (int i = 0; i < BATCH; i++) {
-        iov[i] = (struct iovec){ .iov_base = buffers[i], .iov_len = SLOT_SIZE };
+        iov[i] = (struct iovec){ .iov_base = buffers[i], .iov_len = BUFFER };
         memset(&msgs[i], 0, sizeof msgs[i]);
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
@@ -123,11 +138,11 @@ int main(int argc, char **argv) {
     while (!stopping) {
         if (ring) {
             for (int n = 0; n < BATCH; n++) {
-                struct tpacket2_hdr *h = (struct tpacket2_hdr *)(map + (size_t)head * SLOT_SIZE);
+                struct tpacket2_hdr *h = (struct tpacket2_hdr *)(map + (size_t)head * slot_size);
                 if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) break;
                 sink ^= ((unsigned char *)h)[h->tp_mac];
                 __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-                head = (head + 1) % SLOTS;
+                head = (head + 1) % slots;
                 frames++;
             }
         } else {
