@@ -1005,6 +1005,11 @@ def main():
         LABELS[key] = f"userswitch [{name}]"
         if key not in switches:
             switches.insert(switches.index("userswitch") + 1 if "userswitch" in switches else 0, key)
+    known = [w for w, _ in WORKLOADS]
+    unknown = [w for w in args.workloads.split(",") if w not in known]
+    if unknown:
+        sys.exit(f"bench: unknown workload {', '.join(unknown)} (--workloads takes a comma-separated list of: "
+                 f"{', '.join(known)})")
     workloads = [(w, f) for w, f in WORKLOADS if w in args.workloads.split(",")]
     for tool in ["trafgen", "iperf3", "ethtool", "ping"] + (["ovs-vswitchd"] if "ovs-netdev" in switches else []):
         if not shutil.which(tool):
