@@ -6,7 +6,7 @@
 // Binds one AF_PACKET socket (ETH_P_ALL) to IFNAME and reads every frame until SIGINT/SIGTERM,
 // busy-polling on one CPU, touching the first byte of each frame and nothing else: no switching,
 // no transmit. `ring` reads a TPACKET_V2 RX ring of the same shape as userswitch's small ring
-// (4096 slots of 2 KiB, or SLOTS slots of SLOT_SIZE bytes: ring-geometry.sh compares
+// (4096 slots of 2 KiB, or SLOTS slots of SLOT_SIZE bytes: reader-ceiling.sh compares
 // geometries); `ring-userswitch` reads the same ring with userswitch's socket setup
 // around it (PacketSocketPort.swift: PACKET_VNET_HDR, and a second "bulk" socket created first and
 // joined with this one in a PACKET_FANOUT_CBPF group whose program sends frames longer than a

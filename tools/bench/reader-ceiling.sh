@@ -4,19 +4,22 @@
 # the sender's CPU: for an RX ring, the copy into the slot, whose first touch
 # (`packet_lookup_frame`, reading the status word the reader last wrote from the other CPU) is one
 # of the largest items there (docs/performance.md, "64-byte frames"); for recvmmsg, queueing an
-# skb, with the copy made later by the reader on its own CPU. This compares readers in one lab,
-# round by round, the harness's generator ceiling with more readers and more rounds.
+# skb (and for io_uring, task work), with the copy made later by the reader on its own CPU. This
+# compares readers in one lab, round by round: the harness's generator ceiling with more readers
+# and more rounds.
 #
-#   [ROUNDS=6] [SECS=3] [READERS="ring:4096x2048 ring:4096x256 recvmmsg"] tools/bench/reader-ceiling.sh
+#   [ROUNDS=6] [SECS=3] [READERS="ring:4096x2048 ring:4096x256 recvmmsg uring"] tools/bench/reader-ceiling.sh
 #
 # A reader is a bare-reader.c mode (ring, ring-userswitch, recvmmsg), for the rings optionally with
-# SLOTSxSLOT_SIZE (default 4096x2048, userswitch's small ring). Two hosts in namespaces; on h1's
-# switch-side port the reader runs on CPU 1, and trafgen (which pins itself to CPU 0) sends the
-# sink's 60-byte frames from h1. The figure is what trafgen offers (frames/s received by the
-# switch-side port). A run in which the kernel dropped frames for the reader is marked and left
-# out of the median (a drop is cheaper than a delivery). Everything it creates is removed on exit.
+# SLOTSxSLOT_SIZE (default 4096x2048, userswitch's small ring), or `uring` (uring-reader.c: the
+# socket's queue read with an io_uring multishot recv, built against liburing). Two hosts in
+# namespaces; on h1's switch-side port the reader runs on CPU 1, and trafgen (which pins itself to
+# CPU 0) sends the sink's 60-byte frames from h1. The figure is what trafgen offers (frames/s
+# received by the switch-side port). A run in which the kernel dropped frames for the reader is
+# marked and left out of the median (a drop is cheaper than a delivery). Everything it creates is
+# removed on exit.
 set -u
-ROUNDS=${ROUNDS:-6}; SECS=${SECS:-3}; READERS=${READERS:-"ring:4096x2048 ring:4096x256 recvmmsg"}
+ROUNDS=${ROUNDS:-6}; SECS=${SECS:-3}; READERS=${READERS:-"ring:4096x2048 ring:4096x256 recvmmsg uring"}
 P=rc$$; W=$(mktemp -d /tmp/usw-readers.XXXXXX); R=
 cleanup() {
   stop_blast
@@ -28,14 +31,19 @@ trap cleanup EXIT INT TERM
 cc=$(PATH="$PATH:/opt/swift/usr/bin" command -v cc || PATH="$PATH:/opt/swift/usr/bin" command -v gcc ||
      PATH="$PATH:/opt/swift/usr/bin" command -v clang) || { echo "no C compiler for bare-reader.c" >&2; exit 1; }
 "$cc" -O2 -o "$W/bare-reader" "$(dirname "$0")/bare-reader.c" || exit 1
+if [[ " $READERS " == *" uring "* ]]; then
+  "$cc" -O2 -o "$W/uring-reader" "$(dirname "$0")/uring-reader.c" -luring || exit 1
+fi
 add_hosts "$P" 2
 rx() { cat /sys/class/net/${P}s1/statistics/rx_packets; }
 
 declare -A runs
 for round in $(seq 1 "$ROUNDS"); do
   for g in $READERS; do
-    geometry=(); [[ $g == *:* ]] && { shape=${g#*:}; geometry=("${shape%x*}" "${shape#*x}"); }
-    taskset -c 1 "$W/bare-reader" ${P}s1 "${g%%:*}" "${geometry[@]}" > "$W/reader.log" 2>&1 & R=$!
+    reader=("$W/bare-reader" ${P}s1 "${g%%:*}")
+    [[ $g == *:* ]] && { shape=${g#*:}; reader+=("${shape%x*}" "${shape#*x}"); }
+    [ "$g" = uring ] && reader=("$W/uring-reader" ${P}s1)
+    taskset -c 1 "${reader[@]}" > "$W/reader.log" 2>&1 & R=$!
     sleep 0.3
     kill -0 "$R" 2>/dev/null || { cat "$W/reader.log" >&2; exit 1; }
     blast_sink "$P" "$W"
