@@ -8,7 +8,7 @@
 # compares readers in one lab, round by round: the harness's generator ceiling with more readers
 # and more rounds.
 #
-#   [ROUNDS=6] [SECS=3] [READERS="ring:4096x2048 ring:4096x256 recvmmsg uring"] tools/bench/reader-ceiling.sh
+#   [ROUNDS=6] [SECS=3] [PERF=1] [READERS="ring:4096x2048 ring:4096x256 recvmmsg uring"] tools/bench/reader-ceiling.sh
 #
 # A reader is a bare-reader.c mode (ring, ring-userswitch, recvmmsg), for the rings optionally with
 # SLOTSxSLOT_SIZE (default 4096x2048, userswitch's small ring), or `uring` (uring-reader.c: the
@@ -16,8 +16,10 @@
 # namespaces; on h1's switch-side port the reader runs on CPU 1, and trafgen (which pins itself to
 # CPU 0) sends the sink's 60-byte frames from h1. The figure is what trafgen offers (frames/s
 # received by the switch-side port). A run in which the kernel dropped frames for the reader is
-# marked and left out of the median (a drop is cheaper than a delivery). Everything it creates is
-# removed on exit.
+# marked and left out of the median (a drop is cheaper than a delivery). PERF=1 also samples the
+# reader's CPU with perf during each measurement and prints the reader's kernel time per frame:
+# what receiving costs the switch's side (for readers that poll with a system call, recvmmsg, the
+# empty polls are in it too, so it is an upper bound). Everything it creates is removed on exit.
 set -u
 ROUNDS=${ROUNDS:-6}; SECS=${SECS:-3}; READERS=${READERS:-"ring:4096x2048 ring:4096x256 recvmmsg uring"}
 P=rc$$; W=$(mktemp -d /tmp/usw-readers.XXXXXX); R=
@@ -48,13 +50,22 @@ for round in $(seq 1 "$ROUNDS"); do
     kill -0 "$R" 2>/dev/null || { cat "$W/reader.log" >&2; exit 1; }
     blast_sink "$P" "$W"
     sleep 1
-    a=$(rx); sleep "$SECS"; b=$(rx)
+    a=$(rx)
+    if [ "${PERF:-0}" = 1 ]; then perf record -q -C 1 -o "$W/perf.data" -- sleep "$SECS" 2>/dev/null; else sleep "$SECS"; fi
+    b=$(rx)
     stop_blast
     kill "$R"; wait "$R" 2>/dev/null; R=
     pps=$(( (b - a) / SECS ))
     drops=$(sed -n 's/.*"kernel_drops": \([0-9]*\).*/\1/p' "$W/reader.log")
     mark=""; [ "${drops:-0}" -gt 0 ] && mark=" (reader fell behind: ${drops} kernel drops)"
-    echo "round $round  ${g}: trafgen offered $pps frames/s$mark"
+    cost=""
+    if [ "${PERF:-0}" = 1 ] && [ "$b" -gt "$a" ]; then
+      kernel=$(perf report -i "$W/perf.data" --sort dso --stdio 2>/dev/null |
+               awk '/^ +[0-9.]+%/ && /\[kernel/ { sub("%", "", $1); s += $1 } END { print s + 0 }')
+      cost=$(awk -v k="$kernel" -v s="$SECS" -v n=$((b - a)) \
+             'BEGIN { printf ", reader CPU %.0f%% in the kernel, %.2f us per frame", k, k / 100 * s * 1e6 / n }')
+    fi
+    echo "round $round  ${g}: trafgen offered $pps frames/s$cost$mark"
     [ -z "$mark" ] && runs[$g]="${runs[$g]:-} $pps"
   done
 done
