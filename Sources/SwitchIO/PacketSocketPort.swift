@@ -3,10 +3,10 @@
 //
 // Design note: the kernel quirks this file handles, and where.
 //
-// - Rings, not syscalls (init, receive, transmit). The port's main socket carries an RX ring and a
-//   TX ring, mapped with one mmap (RX ring first, then TX ring); a second, receive-only "bulk"
-//   socket carries a second RX ring (see "Two RX rings"). `receive` walks RX slots whose tp_status
-//   has TP_STATUS_USER and never enters the kernel; `releaseReceived` hands them back. `transmit`
+// - Rings, not syscalls (init, receive, transmit). The port's socket carries an RX ring and a TX
+//   ring, mapped with one mmap (RX ring first, then TX ring). `receive` walks RX slots whose
+//   tp_status has TP_STATUS_USER and enters the kernel only for a frame longer than a slot (see
+//   "One RX socket"); `releaseReceived` hands them back. `transmit`
 //   fills TX slots and marks them TP_STATUS_SEND_REQUEST; `flush` makes one send(fd, NULL, 0,
 //   MSG_DONTWAIT) for the lot, or hands that kick to the bridge's kick thread (TransmitKicker.swift:
 //   the send runs the receiving side's stack, which is better done beside the bridge thread).
@@ -14,16 +14,27 @@
 //   acquire and written with release ordering (C shims CLinuxNet_load_acquire_u32 /
 //   CLinuxNet_store_release_u32), so frame bytes and status never appear out of order on either
 //   side.
-// - Two RX rings, split by frame size. A TPACKET_V2 slot has one fixed size, and a slot must hold a
-//   GSO super-frame (64 KiB plus headers), so a ring of such slots holds few frames for its memory:
-//   270 slots of 68 KiB (18 MiB) overflowed whenever the bridge thread was off the CPU for a
-//   scheduler slice during a burst of small or MTU-sized frames (RFC 2889 trials, TCP without
-//   offloads). TPACKET_V3 packs frames of any size into blocks, but hands a block over only when it
-//   is full or its retire timer (at least 1 ms) fires, which would cost the switch its latency.
-//   So the port opens two packet sockets on the interface, with complementary classic BPF filters
+// - One RX socket, long frames through its queue (the default). A TPACKET_V2 slot has one fixed
+//   size, and a slot must hold a GSO super-frame (64 KiB plus headers), so a ring of such slots
+//   holds few frames for its memory: 270 slots of 68 KiB (18 MiB) overflowed whenever the bridge
+//   thread was off the CPU for a scheduler slice during a burst of small or MTU-sized frames (RFC
+//   2889 trials, TCP without offloads). TPACKET_V3 packs frames of any size into blocks, but hands
+//   a block over only when it is full or its retire timer (at least 1 ms) fires, which would cost
+//   the switch its latency. So the ring has 4096 small slots (2 KiB, 8 MiB), and PACKET_COPY_THRESH
+//   handles the longer frames (GSO super-frames, jumbo frames): the kernel puts a truncated copy
+//   marked TP_STATUS_COPY in the frame's slot and queues the whole frame on the socket (tpacket_rcv;
+//   SO_RCVBUFFORCE gives the queue room). `receive` reads it there, with one recv per long frame,
+//   into a "bulk" slot of our own memory (anonymous, 64 slots of 68 KiB, touched only by long
+//   frames), so the ring's order is the frames' order. A batch stops at a long frame when all bulk
+//   slots are taken (the next receive goes on from it). The sender's CPU (a veth transmits in the
+//   sender's context) then runs one receive handler per frame and copies only small frames; the
+//   earlier design below cost it more: 0.44 against 0.40 Mpps in the 64-byte sink, and 15.7
+//   against 14.6 Gbit/s of TCP with offloads, side by side (docs/performance.md).
+// - Two RX sockets (`Options.singleSocket = false`, USERSWITCH_SINGLE_SOCKET=0 in the daemon), the
+//   earlier design, kept for comparison: the port opens two packet sockets on the interface, with complementary classic BPF filters
 //   on the frame length (CLinuxNet_attach_length_filter): frames that fit a 2 KiB slot go to the
-//   main socket's ring of 4096 small slots (8 MiB), longer ones (GSO super-frames, jumbo frames) to
-//   the bulk socket's ring of 64 slots of 68 KiB. Every frame reaches exactly one ring. Two bound
+//   main socket's ring of 4096 small slots (8 MiB), longer ones to the bulk socket's ring of 64
+//   slots of 68 KiB. Every frame reaches exactly one ring. Two bound
 //   packet sockets would make the kernel run two receive handlers per frame on the sender's CPU
 //   (one of them only to be refused by its filter), which cost the 64-byte tests a fifth of the
 //   generator's rate; so the two sockets also join one fanout group (PACKET_FANOUT_CBPF, a unique
@@ -35,8 +46,8 @@
 //   takes both sockets out of the group, and when it comes up it puts them back in the order the
 //   sockets were created (packet_notifier walks the namespace's socket list, which packet_create
 //   appends to). So the bulk socket is created first and joins first: it is member 0 at the start
-//   and after every down and up (testFramesOfBothSizesStillSplitAfterTheLinkWentDownAndUp fails
-//   with the opposite order: long frames land in small slots, truncated). `receive`
+//   and after every down and up (testFramesOfBothSizesStillSplitAfterTheLinkWentDownAndUpWithTwoSockets
+//   fails with the opposite order: long frames land in small slots, truncated). `receive`
 //   takes frames from both in the order the kernel timestamped them (tp_sec, tp_nsec: taken per
 //   frame as the kernel writes it into the ring), so a flow whose frames alternate between the
 //   two sizes is not reordered.
@@ -135,16 +146,20 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         public var rxFrames: Int
         /// Bytes per small RX slot, headers included; rounded up to a multiple of 16.
         public var rxFrameSize: Int
-        /// Bulk RX ring slots, for frames longer than a small slot holds (GSO super-frames).
+        /// Bulk RX slots, for frames longer than a small slot holds (GSO super-frames): with one
+        /// socket, how many such frames one batch can take; with two, the bulk socket's ring.
         public var bulkFrames: Int
         /// TX ring slots (frames queued and in flight).
         public var txFrames: Int
         /// Bytes per bulk RX slot and per TX slot, headers included; rounded up to a multiple of
         /// 16. The default holds a 64 KiB GSO super-frame.
         public var frameSize: Int
-        /// Join the two RX sockets in one fanout group where the kernel allows it (see "Two RX
-        /// rings"); false keeps two independently filtered sockets.
+        /// With two RX sockets, join them in one fanout group where the kernel allows it (see
+        /// "Two RX sockets"); false keeps two independently filtered sockets.
         public var fanout = true
+        /// One RX socket whose long frames wait on its queue (see "One RX socket"); false opens
+        /// the earlier two sockets, split by frame length.
+        public var singleSocket = true
         /// Put the interface in promiscuous mode for as long as the socket lives
         /// (PACKET_MR_PROMISC; the kernel drops it when the socket closes). A switch port needs
         /// frames for every MAC; virtual interfaces pass them anyway, NICs do not.
@@ -204,7 +219,8 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// The main packet socket (small RX ring, TX ring): poll it for POLLIN (frames in the RX
     /// ring) and POLLERR (interface gone or down; then call `checkError()`). -1 once closed.
     public private(set) var fileDescriptor: Int32
-    /// The bulk packet socket (RX ring of long frames): poll it for POLLIN too. -1 once closed.
+    /// The bulk packet socket of the two-socket design (RX ring of long frames): poll it for
+    /// POLLIN too. -1 with one socket, and once closed.
     public private(set) var bulkDescriptor: Int32
     public let rxLayout: RingLayout
     public let bulkLayout: RingLayout
@@ -212,8 +228,8 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// Frames up to this length (as the kernel holds them, without a stripped VLAN tag) go to the
     /// small RX ring, longer ones to the bulk ring.
     public let smallFrameLimit: Int
-    /// True when the two sockets share a fanout group (one receive handler per frame), false when
-    /// the kernel refused it and each socket filters every frame itself.
+    /// True when two sockets share a fanout group (one receive handler per frame), false with one
+    /// socket, or when the kernel refused it and each socket filters every frame itself.
     public private(set) var usesFanout = false
     public private(set) var counters = PacketPortCounters()
     /// True once the interface is gone (or the port closed): receive and transmit do nothing.
@@ -251,6 +267,12 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// The bridge's kick thread and this port's registration with it (see `useKicker`).
     private var kicker: TransmitKicker?
     private var kickSlot: TransmitKicker.Slot?
+    /// `Options.singleSocket`, and how many bulk slots hold frames read with recv since the last
+    /// release.
+    private let singleSocket: Bool
+    private var copied = 0
+    /// Receive queue room for long frames with one RX socket (SO_RCVBUFFORCE).
+    static let queueBytes: Int32 = 8 << 20
 
     /// Offset of the data (vnet header, then frame) in a TX slot: tp_hdrlen - sizeof(sockaddr_ll).
     private static let txDataOffset = Int(CLinuxNet_TPACKET2_HDRLEN) - MemoryLayout<sockaddr_ll>.size
@@ -296,20 +318,27 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         txSlots = .allocate(capacity: txCount)
         fileDescriptor = -1
         bulkDescriptor = -1
+        singleSocket = options.singleSocket
 
         // From here on, a failure closes what was opened (deinit runs: all stored properties are set).
-        // The bulk socket first: see "Two RX rings" for why the order of creation matters.
-        let bulkFD = try systemCall("socket(AF_PACKET) for the bulk ring of \(name)") {
-            socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        // With two sockets, the bulk socket first: see "Two RX sockets" for why the order of
+        // creation matters.
+        let single = options.singleSocket
+        var bulkFD: Int32 = -1
+        if !single {
+            bulkFD = try systemCall("socket(AF_PACKET) for the bulk ring of \(name)") {
+                socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            }
+            bulkDescriptor = bulkFD
         }
-        bulkDescriptor = bulkFD
+        let sockets = single ? [Int32]() : [bulkFD]
         let fd = try systemCall("socket(AF_PACKET) for \(name)") {
             socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
         fileDescriptor = fd
 
         // Version, vnet header and reserve must be set before the rings exist (EBUSY after).
-        for s in [fd, bulkFD] {
+        for s in [fd] + sockets {
             try setOption(s, CLinuxNet_PACKET_VERSION, CLinuxNet_TPACKET_V2, "PACKET_VERSION TPACKET_V2")
             try setOption(s, CLinuxNet_PACKET_VNET_HDR, 1, "PACKET_VNET_HDR")
             try setOption(s, CLinuxNet_PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING")
@@ -317,14 +346,24 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         try setOption(fd, CLinuxNet_PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS")
         try setRing(fd, CLinuxNet_PACKET_RX_RING, rxLayout, "PACKET_RX_RING")
         try setRing(fd, CLinuxNet_PACKET_TX_RING, txLayout, "PACKET_TX_RING")
-        try setRing(bulkFD, CLinuxNet_PACKET_RX_RING, bulkLayout, "PACKET_RX_RING (bulk)")
-        // The split by length (see "Two RX rings"), in place before either socket is bound.
+        if !single { try setRing(bulkFD, CLinuxNet_PACKET_RX_RING, bulkLayout, "PACKET_RX_RING (bulk)") }
+        // The split by length (see "Two RX sockets"), in place before either socket is bound.
         let limit = UInt32(smallFrameLimit)
-        _ = try systemCall("setsockopt(SO_ATTACH_FILTER: frames up to \(limit) bytes) on \(name)") {
-            CLinuxNet_attach_length_filter(fd, limit, 0)
-        }
-        _ = try systemCall("setsockopt(SO_ATTACH_FILTER: frames over \(limit) bytes) on \(name)") {
-            CLinuxNet_attach_length_filter(bulkFD, limit, 1)
+        if single {
+            // Long frames wait on the socket's queue (see "One RX socket"): room for a burst of
+            // them (the kernel doubles the value and charges each skb's truesize).
+            try setOption(fd, CLinuxNet_PACKET_COPY_THRESH, 1, "PACKET_COPY_THRESH")
+            var bytes = Self.queueBytes
+            _ = try systemCall("setsockopt(SO_RCVBUFFORCE \(bytes)) on \(name)") {
+                setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, socklen_t(MemoryLayout<Int32>.size))
+            }
+        } else {
+            _ = try systemCall("setsockopt(SO_ATTACH_FILTER: frames up to \(limit) bytes) on \(name)") {
+                CLinuxNet_attach_length_filter(fd, limit, 0)
+            }
+            _ = try systemCall("setsockopt(SO_ATTACH_FILTER: frames over \(limit) bytes) on \(name)") {
+                CLinuxNet_attach_length_filter(bulkFD, limit, 1)
+            }
         }
 
         let base = mmap(nil, ringBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
@@ -334,9 +373,13 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         ring = base
         Self.fillSlots(rxSlots, base: base, layout: rxLayout)
         Self.fillSlots(txSlots, base: base + rxLayout.byteCount, layout: txLayout)
-        let bulkBase = mmap(nil, bulkLayout.byteCount, PROT_READ | PROT_WRITE, MAP_SHARED, bulkFD, 0)
+        // With one socket the bulk slots are our own memory (pages only where a long frame was
+        // read), which recv fills; with two, the bulk socket's ring.
+        let bulkBase = single
+            ? mmap(nil, bulkLayout.byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            : mmap(nil, bulkLayout.byteCount, PROT_READ | PROT_WRITE, MAP_SHARED, bulkFD, 0)
         guard let bulkBase, bulkBase != UnsafeMutableRawPointer(bitPattern: -1) else {
-            throw SystemError("mmap of \(bulkLayout.byteCount) bytes of the bulk RX ring for \(name)", errno: errno)
+            throw SystemError("mmap of \(bulkLayout.byteCount) bytes of the bulk RX slots for \(name)", errno: errno)
         }
         bulkRing = bulkBase
         Self.fillSlots(bulkSlots, base: bulkBase, layout: bulkLayout)
@@ -346,7 +389,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         address.sll_family = UInt16(AF_PACKET)
         address.sll_protocol = CLinuxNet_ETH_P_ALL.bigEndian
         address.sll_ifindex = ifIndex
-        for s in [fd, bulkFD] {
+        for s in [fd] + sockets {
             _ = try systemCall("bind(AF_PACKET) to \(name) (ifindex \(ifIndex))") {
                 withUnsafePointer(to: &address) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -355,7 +398,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
                 }
             }
         }
-        usesFanout = options.fanout && joinFanout(main: fd, bulk: bulkFD, limit: limit)
+        usesFanout = !single && options.fanout && joinFanout(main: fd, bulk: bulkFD, limit: limit)
         let bound = try boundAddress()
         guard bound.sll_hatype == 1 /* ARPHRD_ETHER */ else {
             throw SystemError("interface \(name) is not Ethernet (ARPHRD type \(bound.sll_hatype))", errno: EPROTOTYPE)
@@ -430,6 +473,8 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         let bulk = bulkSlots, bulkTotal = bulkCount
         var next = rxNext, held = rxHeld
         var bNext = bulkNext, bHeld = bulkHeld
+        let single = singleSocket
+        var copies = copied
         var n = 0
         var truncated: UInt64 = 0
         var runts: UInt64 = 0
@@ -437,12 +482,14 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
             let smallSlot = small[next]
             let bulkSlot = bulk[bNext]
             let smallStatus = held < smallCount ? CLinuxNet_load_acquire_u32(smallSlot.assumingMemoryBound(to: UInt32.self)) : 0
-            let bulkStatus = bHeld < bulkTotal ? CLinuxNet_load_acquire_u32(bulkSlot.assumingMemoryBound(to: UInt32.self)) : 0
+            let bulkStatus = !single && bHeld < bulkTotal ? CLinuxNet_load_acquire_u32(bulkSlot.assumingMemoryBound(to: UInt32.self)) : 0
             let smallReady = smallStatus & CLinuxNet_TP_STATUS_USER != 0
             let bulkReady = bulkStatus & CLinuxNet_TP_STATUS_USER != 0
             let slot: UnsafeMutableRawPointer
             let status: UInt32
             if smallReady && !(bulkReady && Self.arrivedBefore(bulkSlot, smallSlot)) {
+                // A frame queued on the socket needs a bulk slot to be read into.
+                if single && smallStatus & CLinuxNet_TP_STATUS_COPY != 0 && copies >= bulkTotal { break }
                 slot = smallSlot
                 status = smallStatus
                 held += 1
@@ -456,8 +503,22 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
                 break
             }
             let header = slot.assumingMemoryBound(to: tpacket2_hdr.self)
-            let snapLength = Int(header.pointee.tp_snaplen)
-            if snapLength < Int(header.pointee.tp_len) {
+            var snapLength = Int(header.pointee.tp_snaplen)
+            var frame = slot + Int(header.pointee.tp_mac)
+            if single && status & CLinuxNet_TP_STATUS_COPY != 0 {
+                // The whole frame waits in the socket's queue, in this slot's order: read it
+                // (vnet header first) into a free bulk slot, at the offset a ring slot would have.
+                let buffer = bulk[copies] + Self.rxHeadroom - Self.vnetSize
+                let room = bulkLayout.frameSize - Self.rxHeadroom + Self.vnetSize
+                let r = recv(fileDescriptor, buffer, room, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
+                copies += 1
+                if r < Self.vnetSize + 14 || r > room {
+                    truncated += 1
+                    continue
+                }
+                frame = buffer + Self.vnetSize
+                snapLength = r - Self.vnetSize
+            } else if snapLength < Int(header.pointee.tp_len) {
                 truncated += 1
                 continue
             }
@@ -465,7 +526,6 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
                 runts += 1
                 continue
             }
-            var frame = slot + Int(header.pointee.tp_mac)
             var vnet = VirtioNetHeader.load(from: frame - Self.vnetSize)
             var length = snapLength
             if status & CLinuxNet_TP_STATUS_VLAN_VALID != 0 {
@@ -495,6 +555,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         rxHeld = held
         bulkNext = bNext
         bulkHeld = bHeld
+        copied = copies
         batch.count = n
         if n > 0 { counters.received &+= UInt64(n) }
         if truncated != 0 { counters.truncated &+= truncated }
@@ -515,6 +576,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// Gives every slot taken since the last release back to the kernel.
     public func releaseReceived() {
         guard ring != nil, bulkRing != nil else { return }
+        copied = 0
         (rxReleaseFrom, rxHeld) = Self.release(rxSlots, count: rxCount, from: rxReleaseFrom, held: rxHeld)
         (bulkReleaseFrom, bulkHeld) = Self.release(bulkSlots, count: bulkCount, from: bulkReleaseFrom, held: bulkHeld)
     }
@@ -782,7 +844,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     }
 
     /// Puts both sockets in one fanout group, bulk socket first (member 0, the long frames), whose
-    /// program then picks one socket per frame (see "Two RX rings"). Best effort: every step that
+    /// program then picks one socket per frame (see "Two RX sockets"). Best effort: every step that
     /// fails leaves the two filtered sockets correct on their own.
     private func joinFanout(main: Int32, bulk: Int32, limit: UInt32) -> Bool {
         let size = socklen_t(MemoryLayout<UInt32>.size)

@@ -52,12 +52,14 @@ final class BridgeRunner: @unchecked Sendable {
     /// (ping at 2 ms, TCP ACK clocks); an idle bridge still sleeps after it. USERSWITCH_SPIN_US
     /// overrides it (0: sleep as soon as a pass finds nothing).
     /// Ring sizes of the AF_PACKET ports the daemon opens: the defaults, or `USERSWITCH_RX_FRAMES`
-    /// small RX slots and `USERSWITCH_FANOUT=0` (two filtered sockets without a fanout group), read
-    /// once at start, for measuring ring depth on a given host (docs/performance.md).
+    /// small RX slots, `USERSWITCH_SINGLE_SOCKET=0` (the earlier two RX sockets split by frame
+    /// length) and `USERSWITCH_FANOUT=0` (those two without a fanout group), read once at start,
+    /// for measurements on a given host (docs/performance.md).
     static let portOptions: PacketSocketPort.Options = {
         var options = PacketSocketPort.Options()
         if let text = getenv("USERSWITCH_RX_FRAMES"), let n = Int(String(cString: text)), n > 0 { options.rxFrames = n }
         if let text = getenv("USERSWITCH_FANOUT"), String(cString: text) == "0" { options.fanout = false }
+        if let text = getenv("USERSWITCH_SINGLE_SOCKET"), String(cString: text) == "0" { options.singleSocket = false }
         return options
     }()
     static let spinNanoseconds: UInt64 = {

@@ -129,8 +129,9 @@ final class PacketSocketPortTests: XCTestCase {
         super.tearDown()
     }
 
-    private func openPorts() throws -> (PacketSocketPort, PacketSocketPort) {
-        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32)
+    private func openPorts(singleSocket: Bool = true) throws -> (PacketSocketPort, PacketSocketPort) {
+        var options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32)
+        options.singleSocket = singleSocket
         return (try PacketSocketPort(interface: nameA, options: options),
                 try PacketSocketPort(interface: nameB, options: options))
     }
@@ -140,7 +141,9 @@ final class PacketSocketPortTests: XCTestCase {
         XCTAssertEqual(a.interfaceName, nameA)
         XCTAssertEqual(a.ifIndex, Int32(bitPattern: if_nametoindex(nameA)))
         XCTAssertGreaterThanOrEqual(a.fileDescriptor, 0)
-        XCTAssertGreaterThanOrEqual(a.bulkDescriptor, 0)
+        // One RX socket by default: no bulk socket, no fanout group.
+        XCTAssertEqual(a.bulkDescriptor, -1)
+        XCTAssertFalse(a.usesFanout)
         XCTAssertFalse(a.isDead)
         // Small slots of 2 KiB, two to a page; bulk and TX slots of 68 KiB, 15 to a 1 MiB block.
         XCTAssertEqual(a.rxLayout.blockSize, 4096)
@@ -151,6 +154,12 @@ final class PacketSocketPortTests: XCTestCase {
         // An MTU-sized frame with two tags fits a small slot behind the headers.
         XCTAssertEqual(a.smallFrameLimit, 2048 - 96)
         XCTAssertGreaterThanOrEqual(a.smallFrameLimit, 1522)
+        XCTAssertNil(a.checkError())
+    }
+
+    func testTwoSocketsShareAFanoutGroup() throws {
+        let (a, _) = try openPorts(singleSocket: false)
+        XCTAssertGreaterThanOrEqual(a.bulkDescriptor, 0)
         // One receive handler per frame for both rings where the kernel has fanout's
         // IGNORE_OUTGOING flag (Linux 6.2 and later).
         var names = utsname()
@@ -175,10 +184,19 @@ final class PacketSocketPortTests: XCTestCase {
     }
 
     func testFramesOfBothSizesStillSplitAfterTheLinkWentDownAndUp() throws {
-        // A link that goes down and up takes the sockets out of their fanout group and puts them
-        // back (net/packet/af_packet.c, packet_notifier); the split must survive it.
+        try framesOfBothSizesSurviveTheLinkGoingDownAndUp(singleSocket: true)
+    }
+
+    func testFramesOfBothSizesStillSplitAfterTheLinkWentDownAndUpWithTwoSockets() throws {
+        try framesOfBothSizesSurviveTheLinkGoingDownAndUp(singleSocket: false)
+    }
+
+    private func framesOfBothSizesSurviveTheLinkGoingDownAndUp(singleSocket: Bool) throws {
+        // A link that goes down and up takes two sockets out of their fanout group and puts them
+        // back (net/packet/af_packet.c, packet_notifier); the split must survive it, and one
+        // socket must still hand over its queued long frames.
         for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
-        let (a, b) = try openPorts()
+        let (a, b) = try openPorts(singleSocket: singleSocket)
         for _ in 0..<2 {
             runCommand(["/usr/sbin/ip", "link", "set", nameB, "down"])
             runCommand(["/usr/sbin/ip", "link", "set", nameB, "up"])
@@ -198,9 +216,33 @@ final class PacketSocketPortTests: XCTestCase {
     }
 
     func testFramesOfBothSizesArriveOnceEachInTheOrderSent() throws {
-        // Jumbo MTU, so that frames longer than a small slot cross the veth without GSO.
+        try framesOfBothSizesArriveOnceEachInOrder(singleSocket: true)
+    }
+
+    func testFramesOfBothSizesArriveOnceEachInTheOrderSentWithTwoSockets() throws {
+        try framesOfBothSizesArriveOnceEachInOrder(singleSocket: false)
+    }
+
+    func testMoreLongFramesThanBulkSlotsWaitForTheNextBatch() throws {
+        // One socket reads each long frame into a bulk slot; a batch with more long frames than
+        // bulk slots (15 here) stops at the slot that has none and goes on at the next receive.
         for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
         let (a, b) = try openPorts()
+        let frames = (0..<24).map { craftFrame(sequence: UInt8($0), payloadLength: $0 % 3 == 2 ? 100 : 4000) }
+        let out = OutgoingFrames(capacity: 32)
+        for f in frames { out.add(f) }
+        XCTAssertEqual(out.send(on: a), frames.count)
+        usleep(100_000)
+        let received = receiveTestFrames(on: b, count: frames.count)
+        XCTAssertTrue(received.map(\.bytes) == frames, "frames lost, cut or reordered: got lengths \(received.map(\.bytes.count))")
+        XCTAssertEqual(b.counters.truncated, 0)
+        XCTAssertEqual(b.counters.received, UInt64(frames.count))
+    }
+
+    private func framesOfBothSizesArriveOnceEachInOrder(singleSocket: Bool) throws {
+        // Jumbo MTU, so that frames longer than a small slot cross the veth without GSO.
+        for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
+        let (a, b) = try openPorts(singleSocket: singleSocket)
         let limit = b.smallFrameLimit
         // Sizes on both sides of the split, interleaved: short, long, long, short...
         let lengths = [60, limit - 14, limit - 13, 4000, 8000, 100, 1500, limit + 200, 64, 8900]

@@ -48,6 +48,8 @@ static const uint32_t CLinuxNet_TP_STATUS_KERNEL = TP_STATUS_KERNEL;
 static const uint32_t CLinuxNet_TP_STATUS_USER = TP_STATUS_USER;
 static const uint32_t CLinuxNet_TP_STATUS_VLAN_VALID = TP_STATUS_VLAN_VALID;
 static const uint32_t CLinuxNet_TP_STATUS_VLAN_TPID_VALID = TP_STATUS_VLAN_TPID_VALID;
+static const uint32_t CLinuxNet_TP_STATUS_COPY = TP_STATUS_COPY;
+static const int CLinuxNet_PACKET_COPY_THRESH = PACKET_COPY_THRESH;
 // tp_status values of TX ring slots.
 static const uint32_t CLinuxNet_TP_STATUS_AVAILABLE = TP_STATUS_AVAILABLE;
 static const uint32_t CLinuxNet_TP_STATUS_SEND_REQUEST = TP_STATUS_SEND_REQUEST;
