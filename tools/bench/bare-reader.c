@@ -1,17 +1,19 @@
 // bare-reader: the cheapest reader a userspace switch port can be, for the harness's generator
 // ceiling (tools/bench/README.md, "Generator ceiling").
 //
-//   bare-reader IFNAME ring|ring-userswitch|recvmmsg [SLOTS SLOT_SIZE]
+//   bare-reader IFNAME ring|ring-userswitch|ring-fanout|recvmmsg [SLOTS SLOT_SIZE]
 //
 // Binds one AF_PACKET socket (ETH_P_ALL) to IFNAME and reads every frame until SIGINT/SIGTERM,
 // busy-polling on one CPU, touching the first byte of each frame and nothing else: no switching,
 // no transmit. `ring` reads a TPACKET_V2 RX ring of the same shape as userswitch's small ring
 // (4096 slots of 2 KiB, or SLOTS slots of SLOT_SIZE bytes: reader-ceiling.sh compares
-// geometries); `ring-userswitch` reads the same ring with userswitch's socket setup
-// around it (PacketSocketPort.swift: PACKET_VNET_HDR, and a second "bulk" socket created first and
-// joined with this one in a PACKET_FANOUT_CBPF group whose program sends frames longer than a
-// small slot, 2048 - 96 bytes of headroom, to the bulk socket, which is not read: the sink's
-// frames are all small), so that the kernel does per frame what it does for userswitch;
+// geometries); `ring-userswitch` reads the same ring with userswitch's socket setup around it
+// (PacketSocketPort.swift, "One RX socket": PACKET_VNET_HDR and PACKET_COPY_THRESH), so that the
+// kernel does per frame what it does for userswitch; `ring-fanout` with the earlier two-socket
+// setup ("Two RX sockets": PACKET_VNET_HDR, and a second "bulk" socket created first and joined
+// with this one in a PACKET_FANOUT_CBPF group whose program sends frames longer than a small
+// slot, 2048 - 96 bytes of headroom, to the bulk socket, which is not read: the sink's frames are
+// all small);
 // `recvmmsg` reads batches of 64 with recvmmsg(MSG_DONTWAIT), as Open vSwitch's netdev datapath
 // does. On exit it prints one JSON line: frames read, seconds, and the
 // frames the kernel dropped because the reader fell behind (tp_drops). A reader that drops is not
@@ -49,8 +51,9 @@ static double seconds(void) {
 
 int main(int argc, char **argv) {
     if ((argc != 3 && argc != 5) ||
-        (strcmp(argv[2], "ring") && strcmp(argv[2], "ring-userswitch") && strcmp(argv[2], "recvmmsg"))) {
-        fprintf(stderr, "usage: bare-reader IFNAME ring|ring-userswitch|recvmmsg [SLOTS SLOT_SIZE]\n");
+        (strcmp(argv[2], "ring") && strcmp(argv[2], "ring-userswitch") && strcmp(argv[2], "ring-fanout") &&
+         strcmp(argv[2], "recvmmsg"))) {
+        fprintf(stderr, "usage: bare-reader IFNAME ring|ring-userswitch|ring-fanout|recvmmsg [SLOTS SLOT_SIZE]\n");
         return 2;
     }
     unsigned slots = DEFAULT_SLOTS, slot_size = DEFAULT_SLOT_SIZE;
@@ -68,20 +71,28 @@ int main(int argc, char **argv) {
     }
     int ring = strcmp(argv[2], "recvmmsg") != 0;
     int as_userswitch = !strcmp(argv[2], "ring-userswitch");
+    int with_fanout = !strcmp(argv[2], "ring-fanout");
     unsigned ifindex = if_nametoindex(argv[1]);
     if (!ifindex) { perror(argv[1]); return 1; }
     struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)ifindex };
-    // userswitch's bulk socket is created and joins first (it is member 0, the long frames).
+    // The two-socket setup's bulk socket is created and joins first (member 0, the long frames).
     int bulk = -1;
-    if (as_userswitch) {
+    if (with_fanout) {
         bulk = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
         if (bulk < 0 || bind(bulk, (struct sockaddr *)&sll, sizeof sll)) { perror("bulk socket"); return 1; }
     }
     int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
     if (fd < 0) { perror("socket"); return 1; }
-    if (as_userswitch) {
+    if (as_userswitch || with_fanout) {
         int on = 1;
         if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &on, sizeof on)) { perror("PACKET_VNET_HDR"); return 1; }
+    }
+    if (as_userswitch) {
+        // Long frames would be queued on the socket (none in the sink): the kernel checks the
+        // threshold per frame all the same.
+        int on = 1, bytes = 8 << 20;
+        if (setsockopt(fd, SOL_PACKET, PACKET_COPY_THRESH, &on, sizeof on)) { perror("PACKET_COPY_THRESH"); return 1; }
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes);
     }
     unsigned char *map = NULL;
     if (ring) {
@@ -97,7 +108,7 @@ int main(int argc, char **argv) {
         setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes);
     }
     if (bind(fd, (struct sockaddr *)&sll, sizeof sll)) { perror("bind"); return 1; }
-    if (as_userswitch) {
+    if (with_fanout) {
         // The fanout program runs before the MAC header is pushed back: lengths count from the
         // network header, so a 2 KiB slot's limit is compared less the Ethernet header.
         struct sock_filter program[] = {

@@ -358,7 +358,7 @@ def udp64(lab, tr, args, sink):
 CEILING_REFERENCES = [
     ("no-reader", "nothing reads the port (the kernel drops each frame)"),
     ("ring", "bare reader, TPACKET_V2 RX ring (4096 x 2 KiB)"),
-    ("ring-userswitch", "bare reader, the same ring with userswitch's socket setup (fanout group, vnet header)"),
+    ("ring-userswitch", "bare reader, the same ring with userswitch's socket setup (vnet header, PACKET_COPY_THRESH)"),
     ("recvmmsg", "bare reader, recvmmsg batches of 64"),
 ]
 

@@ -10,7 +10,7 @@
 #
 #   [ROUNDS=6] [SECS=3] [PERF=1] [READERS="ring:4096x2048 ring:4096x256 recvmmsg uring"] tools/bench/reader-ceiling.sh
 #
-# A reader is a bare-reader.c mode (ring, ring-userswitch, recvmmsg), for the rings optionally with
+# A reader is a bare-reader.c mode (ring, ring-userswitch, ring-fanout, recvmmsg), for the rings optionally with
 # SLOTSxSLOT_SIZE (default 4096x2048, userswitch's small ring), or `uring` (uring-reader.c: the
 # socket's queue read with an io_uring multishot recv, built against liburing). Two hosts in
 # namespaces; on h1's switch-side port the reader runs on CPU 1, and trafgen (which pins itself to
