@@ -31,8 +31,8 @@
 //   earlier design below cost it more: 0.44 against 0.40 Mpps in the 64-byte sink, and 15.7
 //   against 14.6 Gbit/s of TCP with offloads, side by side (docs/performance.md).
 // - Two RX sockets (`Options.singleSocket = false`, USERSWITCH_SINGLE_SOCKET=0 in the daemon), the
-//   earlier design, kept for comparison: the port opens two packet sockets on the interface, with complementary classic BPF filters
-//   on the frame length (CLinuxNet_attach_length_filter): frames that fit a 2 KiB slot go to the
+//   earlier design, kept for comparison: the port opens two packet sockets on the interface, with
+//   complementary classic BPF filters on the frame length (CLinuxNet_attach_length_filter): frames that fit a 2 KiB slot go to the
 //   main socket's ring of 4096 small slots (8 MiB), longer ones to the bulk socket's ring of 64
 //   slots of 68 KiB. Every frame reaches exactly one ring. Two bound
 //   packet sockets would make the kernel run two receive handlers per frame on the sender's CPU
@@ -46,8 +46,9 @@
 //   takes both sockets out of the group, and when it comes up it puts them back in the order the
 //   sockets were created (packet_notifier walks the namespace's socket list, which packet_create
 //   appends to). So the bulk socket is created first and joins first: it is member 0 at the start
-//   and after every down and up (testFramesOfBothSizesStillSplitAfterTheLinkWentDownAndUpWithTwoSockets
-//   fails with the opposite order: long frames land in small slots, truncated). `receive`
+//   and after every down and up (the two-socket variant of
+//   testFramesOfBothSizesStillSplitAfterTheLinkWentDownAndUp fails with the opposite order: long
+//   frames land in small slots, truncated). `receive`
 //   takes frames from both in the order the kernel timestamped them (tp_sec, tp_nsec: taken per
 //   frame as the kernel writes it into the ring), so a flow whose frames alternate between the
 //   two sizes is not reordered.
@@ -93,8 +94,9 @@
 //   docs/performance.md (broadcast +32%, TCP without offloads +19%).
 // - Own transmissions (init): PACKET_IGNORE_OUTGOING, so frames the switch sends on the interface
 //   do not come back in on the same port; PACKET_QDISC_BYPASS, so TX goes straight to the driver.
-// - Truncation (receive): a frame larger than its slot arrives with tp_snaplen < tp_len. It is not
-//   delivered (forwarding a cut frame would corrupt it) and counted in `truncated`.
+// - Truncation (receive): a frame larger than its slot arrives with tp_snaplen < tp_len (with one
+//   socket: a long frame the full socket queue had no room for, so it has no TP_STATUS_COPY). It is
+//   not delivered (forwarding a cut frame would corrupt it) and counted in `truncated`.
 // - Vanishing interfaces (checkError, flush): when the interface is deleted the kernel sets
 //   SO_ERROR to ENETDOWN (poll reports POLLERR), forgets the bound ifindex (getsockname then says
 //   -1) and send fails with ENXIO. Interface down gives ENETDOWN too but keeps the binding, and
