@@ -512,7 +512,12 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
                 // (vnet header first) into a free bulk slot, at the offset a ring slot would have.
                 let buffer = bulk[copies] + Self.rxHeadroom - Self.vnetSize
                 let room = bulkLayout.frameSize - Self.rxHeadroom + Self.vnetSize
-                let r = recv(fileDescriptor, buffer, room, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
+                var r = recv(fileDescriptor, buffer, room, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
+                if r < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+                    // A pending socket error (ENETDOWN after the link went down) is reported, and
+                    // cleared, before the queue is looked at: the frame is still there.
+                    r = recv(fileDescriptor, buffer, room, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC))
+                }
                 copies += 1
                 if r < Self.vnetSize + 14 || r > room {
                     truncated += 1
