@@ -229,13 +229,7 @@ final class PacketSocketPortTests: XCTestCase {
         for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
         let (a, b) = try openPorts()
         let frames = (0..<24).map { craftFrame(sequence: UInt8($0), payloadLength: $0 % 3 == 2 ? 100 : 4000) }
-        let out = OutgoingFrames(capacity: 32)
-        for f in frames { out.add(f) }
-        XCTAssertEqual(out.send(on: a), frames.count)
-        usleep(100_000)
-        let received = receiveTestFrames(on: b, count: frames.count)
-        XCTAssertTrue(received.map(\.bytes) == frames, "frames lost, cut or reordered: got lengths \(received.map(\.bytes.count))")
-        XCTAssertEqual(b.counters.truncated, 0)
+        assertCrossWholeAndInOrder(frames, from: a, to: b)
         XCTAssertEqual(b.counters.received, UInt64(frames.count))
     }
 
@@ -250,13 +244,21 @@ final class PacketSocketPortTests: XCTestCase {
         runCommand(["/usr/sbin/ip", "link", "set", nameB, "up"])
         usleep(200_000)
         let frames = (0..<8).map { craftFrame(sequence: UInt8($0), payloadLength: $0 % 2 == 0 ? 4000 : 100) }
-        let out = OutgoingFrames()
+        assertCrossWholeAndInOrder(frames, from: a, to: b)
+    }
+
+    /// Sends `frames` from `a` in one batch and checks that `b` receives each once, whole and in
+    /// order, with nothing counted as truncated.
+    private func assertCrossWholeAndInOrder(_ frames: [[UInt8]], from a: PacketSocketPort, to b: PacketSocketPort,
+                                            file: StaticString = #filePath, line: UInt = #line) {
+        let out = OutgoingFrames(capacity: max(16, frames.count))
         for f in frames { out.add(f) }
-        XCTAssertEqual(out.send(on: a), frames.count)
+        XCTAssertEqual(out.send(on: a), frames.count, file: file, line: line)
         usleep(100_000)
         let received = receiveTestFrames(on: b, count: frames.count)
-        XCTAssertTrue(received.map(\.bytes) == frames, "got lengths \(received.map(\.bytes.count))")
-        XCTAssertEqual(b.counters.truncated, 0)
+        XCTAssertTrue(received.map(\.bytes) == frames,
+                      "frames lost, cut or reordered: got lengths \(received.map(\.bytes.count))", file: file, line: line)
+        XCTAssertEqual(b.counters.truncated, 0, file: file, line: line)
     }
 
     private func framesOfBothSizesArriveOnceEachInOrder(singleSocket: Bool) throws {
