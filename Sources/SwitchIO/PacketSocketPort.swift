@@ -6,14 +6,13 @@
 // - Rings, not syscalls (init, receive, transmit). The port's socket carries an RX ring and a TX
 //   ring, mapped with one mmap (RX ring first, then TX ring). `receive` walks RX slots whose
 //   tp_status has TP_STATUS_USER and enters the kernel only for a frame longer than a slot (see
-//   "One RX socket"); `releaseReceived` hands them back. `transmit`
-//   fills TX slots and marks them TP_STATUS_SEND_REQUEST; `flush` makes one send(fd, NULL, 0,
-//   MSG_DONTWAIT) for the lot, or hands that kick to the bridge's kick thread (TransmitKicker.swift:
-//   the send runs the receiving side's stack, which is better done beside the bridge thread).
-//   tp_status is shared with the kernel (written from softirq on another CPU): it is read with
-//   acquire and written with release ordering (C shims CLinuxNet_load_acquire_u32 /
-//   CLinuxNet_store_release_u32), so frame bytes and status never appear out of order on either
-//   side.
+//   "One RX socket"); `releaseReceived` hands them back. `transmit` fills TX slots and marks them
+//   TP_STATUS_SEND_REQUEST; `flush` makes one send(fd, NULL, 0, MSG_DONTWAIT) for the lot, or hands
+//   that kick to the bridge's kick thread (TransmitKicker.swift: the send runs the receiving side's
+//   stack, which is better done beside the bridge thread). tp_status is shared with the kernel
+//   (written from softirq on another CPU): it is read with acquire and written with release
+//   ordering (C shims CLinuxNet_load_acquire_u32 / CLinuxNet_store_release_u32), so frame bytes and
+//   status never appear out of order on either side.
 // - One RX socket, long frames through its queue (the default). A TPACKET_V2 slot has one fixed
 //   size, and a slot must hold a GSO super-frame (64 KiB plus headers), so a ring of such slots
 //   holds few frames for its memory: 270 slots of 68 KiB (18 MiB) overflowed whenever the bridge
@@ -32,26 +31,25 @@
 //   against 14.6 Gbit/s of TCP with offloads, side by side (docs/performance.md).
 // - Two RX sockets (`Options.singleSocket = false`, USERSWITCH_SINGLE_SOCKET=0 in the daemon), the
 //   earlier design, kept for comparison: the port opens two packet sockets on the interface, with
-//   complementary classic BPF filters on the frame length (CLinuxNet_attach_length_filter): frames that fit a 2 KiB slot go to the
-//   main socket's ring of 4096 small slots (8 MiB), longer ones to the bulk socket's ring of 64
-//   slots of 68 KiB. Every frame reaches exactly one ring. Two bound
+//   complementary classic BPF filters on the frame length (CLinuxNet_attach_length_filter): frames
+//   that fit a 2 KiB slot go to the main socket's ring of 4096 small slots (8 MiB), longer ones to
+//   the bulk socket's ring of 64 slots of 68 KiB. Every frame reaches exactly one ring. Two bound
 //   packet sockets would make the kernel run two receive handlers per frame on the sender's CPU
 //   (one of them only to be refused by its filter), which cost the 64-byte tests a fifth of the
 //   generator's rate; so the two sockets also join one fanout group (PACKET_FANOUT_CBPF, a unique
 //   group id, PACKET_FANOUT_FLAG_IGNORE_OUTGOING) whose BPF program picks the ring once per frame.
 //   The flag is Linux 6.2; on older kernels the join fails and the two filtered sockets carry on
-//   alone (`usesFanout` says which). The filters stay in place until both sockets are in the
-//   group, so no frame is ever delivered twice or to the wrong ring while they join. The program
-//   answers with a member index, so the members' order matters: when the link goes down the kernel
-//   takes both sockets out of the group, and when it comes up it puts them back in the order the
-//   sockets were created (packet_notifier walks the namespace's socket list, which packet_create
-//   appends to). So the bulk socket is created first and joins first: it is member 0 at the start
-//   and after every down and up (the two-socket variant of
+//   alone (`usesFanout` says which). The filters stay in place until both sockets are in the group,
+//   so no frame is ever delivered twice or to the wrong ring while they join. The program answers
+//   with a member index, so the members' order matters: when the link goes down the kernel takes
+//   both sockets out of the group, and when it comes up it puts them back in the order the sockets
+//   were created (packet_notifier walks the namespace's socket list, which packet_create appends
+//   to). So the bulk socket is created first and joins first: it is member 0 at the start and after
+//   every down and up (the two-socket variant of
 //   testFramesOfBothSizesStillSplitAfterTheLinkWentDownAndUp fails with the opposite order: long
-//   frames land in small slots, truncated). `receive`
-//   takes frames from both in the order the kernel timestamped them (tp_sec, tp_nsec: taken per
-//   frame as the kernel writes it into the ring), so a flow whose frames alternate between the
-//   two sizes is not reordered.
+//   frames land in small slots, truncated). `receive` takes frames from both in the order the
+//   kernel timestamped them (tp_sec, tp_nsec: taken per frame as the kernel writes it into the
+//   ring), so a flow whose frames alternate between the two sizes is not reordered.
 // - Slot geometry (ringLayout). The kernel allocates each ring block as a power of two pages and
 //   wastes the tail that does not hold a whole slot, so the block size is the smallest power of two
 //   pages that wastes at most 1/32 of itself: 1 MiB blocks of 15 slots of 68 KiB, 4 KiB blocks of
@@ -227,8 +225,9 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     public let rxLayout: RingLayout
     public let bulkLayout: RingLayout
     public let txLayout: RingLayout
-    /// Frames up to this length (as the kernel holds them, without a stripped VLAN tag) go to the
-    /// small RX ring, longer ones to the bulk ring.
+    /// Frames up to this length (as the kernel holds them, without a stripped VLAN tag) fit the
+    /// small RX ring; longer ones are read into bulk slots (from the socket's queue, or with two
+    /// sockets from the bulk ring).
     public let smallFrameLimit: Int
     /// True when two sockets share a fanout group (one receive handler per frame), false with one
     /// socket, or when the kernel refused it and each socket filters every frame itself.
