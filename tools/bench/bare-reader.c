@@ -1,7 +1,7 @@
 // bare-reader: the cheapest reader a userspace switch port can be, for the harness's generator
 // ceiling (tools/bench/README.md, "Generator ceiling").
 //
-//   bare-reader IFNAME ring|ring-userswitch|ring-fanout|recvmmsg [SLOTS SLOT_SIZE]
+//   [BACKOFF=N] bare-reader IFNAME ring|ring-userswitch|ring-fanout|ring-v3|recvmmsg|none [SLOTS SLOT_SIZE]
 //
 // Binds one AF_PACKET socket (ETH_P_ALL) to IFNAME and reads every frame until SIGINT/SIGTERM,
 // busy-polling on one CPU, touching the first byte of each frame and nothing else: no switching,
@@ -14,8 +14,14 @@
 // with this one in a PACKET_FANOUT_CBPF group whose program sends frames longer than a small
 // slot, 2048 - 96 bytes of headroom, to the bulk socket, which is not read: the sink's frames are
 // all small);
+// `ring-v3` reads a TPACKET_V3 ring (SLOTS blocks of SLOT_SIZE bytes, default 16 of 512 KiB),
+// where the kernel packs frames into a block and hands the block over whole, so the reader writes
+// one status word per block instead of one per frame;
 // `recvmmsg` reads batches of 64 with recvmmsg(MSG_DONTWAIT), as Open vSwitch's netdev datapath
-// does. On exit it prints one JSON line: frames read, seconds, and the
+// does; `none` opens no socket at all (the kernel drops each frame), the sender's own ceiling.
+// BACKOFF=N makes a V2 ring reader wait N pause instructions after a pass that found the ring
+// empty, instead of reading the head slot's status word again at once while the kernel writes it.
+// On exit it prints one JSON line: frames read, seconds, and the
 // frames the kernel dropped because the reader fell behind (tp_drops). A reader that drops is not
 // a ceiling: the kernel's drop path is cheaper than a delivery, so the harness rejects such a run.
 // The kernel's side of every delivery runs on the sender's CPU (veth transmits in the sender's
@@ -52,8 +58,8 @@ static double seconds(void) {
 int main(int argc, char **argv) {
     if ((argc != 3 && argc != 5) ||
         (strcmp(argv[2], "ring") && strcmp(argv[2], "ring-userswitch") && strcmp(argv[2], "ring-fanout") &&
-         strcmp(argv[2], "recvmmsg"))) {
-        fprintf(stderr, "usage: bare-reader IFNAME ring|ring-userswitch|ring-fanout|recvmmsg [SLOTS SLOT_SIZE]\n");
+         strcmp(argv[2], "ring-v3") && strcmp(argv[2], "recvmmsg") && strcmp(argv[2], "none"))) {
+        fprintf(stderr, "usage: bare-reader IFNAME ring|ring-userswitch|ring-fanout|ring-v3|recvmmsg|none [SLOTS SLOT_SIZE]\n");
         return 2;
     }
     unsigned slots = DEFAULT_SLOTS, slot_size = DEFAULT_SLOT_SIZE;
@@ -62,14 +68,25 @@ int main(int argc, char **argv) {
         slot_size = (unsigned)strtoul(argv[4], NULL, 0);
         // The ring is built of 64 KiB blocks, and the kernel wants slots that tile a block and
         // a whole number of blocks; 128 bytes holds the header and a 64-byte frame.
-        if (slots == 0 || slot_size < 128 || slot_size % 16 || slot_size > BLOCK_SIZE ||
-            BLOCK_SIZE % slot_size || (unsigned long long)slots * slot_size % BLOCK_SIZE) {
+        if (strcmp(argv[2], "ring-v3") && (slots == 0 || slot_size < 128 || slot_size % 16 || slot_size > BLOCK_SIZE ||
+            BLOCK_SIZE % slot_size || (unsigned long long)slots * slot_size % BLOCK_SIZE)) {
             fprintf(stderr, "bare-reader: %s x %s: slots must be a power of two from 128 bytes to 64 KiB and fill whole 64 KiB blocks\n",
                     argv[3], argv[4]);
             return 2;
         }
     }
-    int ring = strcmp(argv[2], "recvmmsg") != 0;
+    int v3 = !strcmp(argv[2], "ring-v3");
+    if (!strcmp(argv[2], "none")) {
+        // No socket at all: what the sender offers when nothing reads the port.
+        struct sigaction sa = { .sa_handler = on_signal };
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        double start = seconds();
+        while (!stopping) pause();
+        printf("{\"mode\": \"none\", \"frames\": 0, \"seconds\": %.3f, \"kernel_drops\": 0}\n", seconds() - start);
+        return 0;
+    }
+    int ring = strcmp(argv[2], "recvmmsg") != 0 && !v3;
     int as_userswitch = !strcmp(argv[2], "ring-userswitch");
     int with_fanout = !strcmp(argv[2], "ring-fanout");
     unsigned ifindex = if_nametoindex(argv[1]);
@@ -95,6 +112,20 @@ int main(int argc, char **argv) {
         setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes);
     }
     unsigned char *map = NULL;
+    // TPACKET_V3: frames packed into blocks (here SLOTS x SLOT_SIZE bytes, default 16 blocks of
+    // 512 KiB), handed over a block at a time; the retire timer (1 ms) closes a block that does
+    // not fill.
+    unsigned v3_blocks = argc == 5 ? slots : 16, v3_block_size = argc == 5 ? slot_size : 1u << 19;
+    if (v3) {
+        int version = TPACKET_V3;
+        struct tpacket_req3 req = { .tp_block_size = v3_block_size, .tp_block_nr = v3_blocks,
+                                    .tp_frame_size = 2048, .tp_frame_nr = v3_block_size / 2048 * v3_blocks,
+                                    .tp_retire_blk_tov = 1 };
+        if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) ||
+            setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req)) { perror("PACKET_RX_RING v3"); return 1; }
+        map = mmap(NULL, (size_t)v3_blocks * v3_block_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED) { perror("mmap"); return 1; }
+    }
     if (ring) {
         int version = TPACKET_V2;
         struct tpacket_req req = { .tp_block_size = BLOCK_SIZE, .tp_frame_size = slot_size,
@@ -142,13 +173,29 @@ int main(int argc, char **argv) {
     socklen_t len = sizeof st;
     getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len);
 
+    // BACKOFF=N: after a pass that found the ring empty, N pause instructions before the next
+    // look at the head slot, whose line the kernel is about to write.
+    unsigned backoff = getenv("BACKOFF") ? (unsigned)strtoul(getenv("BACKOFF"), NULL, 0) : 0;
     unsigned long long frames = 0;
     unsigned head = 0;
     volatile unsigned char sink = 0;
     double start = seconds();
     while (!stopping) {
-        if (ring) {
-            for (int n = 0; n < BATCH; n++) {
+        if (v3) {
+            struct tpacket_block_desc *b = (struct tpacket_block_desc *)(map + (size_t)head * v3_block_size);
+            if (!(__atomic_load_n(&b->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) continue;
+            unsigned char *f = (unsigned char *)b + b->hdr.bh1.offset_to_first_pkt;
+            for (unsigned i = 0; i < b->hdr.bh1.num_pkts; i++) {
+                struct tpacket3_hdr *h = (struct tpacket3_hdr *)f;
+                sink ^= f[h->tp_mac];
+                f += h->tp_next_offset;
+            }
+            frames += b->hdr.bh1.num_pkts;
+            __atomic_store_n(&b->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+            head = (head + 1) % v3_blocks;
+        } else if (ring) {
+            int n = 0;
+            for (; n < BATCH; n++) {
                 struct tpacket2_hdr *h = (struct tpacket2_hdr *)(map + (size_t)head * slot_size);
                 if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) break;
                 sink ^= ((unsigned char *)h)[h->tp_mac];
@@ -156,6 +203,7 @@ int main(int argc, char **argv) {
                 head = (head + 1) % slots;
                 frames++;
             }
+            if (n == 0) for (unsigned i = 0; i < backoff; i++) __builtin_ia32_pause();
         } else {
             int n = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
             for (int i = 0; i < n; i++) sink ^= buffers[i][0];
