@@ -81,7 +81,7 @@ for round in $(seq 1 "$ROUNDS"); do
       # The generator's CPU, per offered frame: the largest kernel and trafgen symbols.
       perf report -i "$W/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
         awk -v s="$SECS" -v n=$((b - a)) '/^ +[0-9.]+%/ { p = $1; sub("%", "", p); $1 = ""; $2 = "";
-          printf "    %6.0f ns  %s\n", p / 100 * s * 1e9 / n, $0 }' | head -"${TOP:-12}"
+          sub(/^ +/, ""); sub(/( +-)+ *$/, ""); printf "    %6.0f ns  %s\n", p / 100 * s * 1e9 / n, $0 }' | head -"${TOP:-12}"
     fi
     [ -z "$mark" ] && runs[$g]="${runs[$g]:-} $pps"
   done
