@@ -64,6 +64,18 @@ func requireIntegrationPrerequisites() throws -> URL {
     return dir
 }
 
+/// A tool a test needs beyond the basics: under `make test` (USERSWITCH_INTEGRATION_REQUIRED=1),
+/// where the Makefile installs it, its absence is a failure, never a skip.
+func requireTool(_ name: String, package: String) throws {
+    guard Command.path(of: name) == nil else { return }
+    let why = "\(name) is not installed (Debian package \(package); `make deps` installs it)"
+    if ProcessInfo.processInfo.environment["USERSWITCH_INTEGRATION_REQUIRED"] == "1" {
+        XCTFail("integration prerequisite missing (USERSWITCH_INTEGRATION_REQUIRED=1): \(why)")
+        throw HarnessError.failed(why)
+    }
+    throw XCTSkip(why)
+}
+
 nonisolated(unsafe) private var labsMade = 0
 
 struct Guest {
