@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "SwitchCore", targets: ["SwitchCore"]),
         .library(name: "SwitchIO", targets: ["SwitchIO"]),
         .library(name: "SwitchControl", targets: ["SwitchControl"]),
+        // Test support (in-memory ports) for Tests and Benchmarks; the daemon does not link it.
+        .library(name: "SwitchTesting", targets: ["SwitchTesting"]),
         .executable(name: "userswitchd", targets: ["userswitchd"]),
         .executable(name: "userswitchctl", targets: ["userswitchctl"]),
     ],
@@ -27,6 +29,7 @@ let package = Package(
         .target(name: "SwitchCore", dependencies: ["CPrefetch"]),
         .target(name: "SwitchIO", dependencies: ["SwitchCore", "CLinuxNet", "CURing", "CPcap"]),
         .target(name: "SwitchControl", dependencies: ["SwitchCore"]),
+        .target(name: "SwitchTesting", dependencies: ["SwitchCore"]),
         .executableTarget(
             name: "userswitchd",
             dependencies: [
@@ -41,8 +44,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "SwitchCoreTests", dependencies: ["SwitchCore"]),
-        .testTarget(name: "SwitchIOTests", dependencies: ["SwitchIO", "SwitchCore"]),
+        .testTarget(name: "SwitchCoreTests", dependencies: ["SwitchCore", "SwitchTesting"]),
+        .testTarget(name: "SwitchIOTests", dependencies: ["SwitchIO", "SwitchCore", "SwitchTesting"]),
         .testTarget(name: "SwitchControlTests", dependencies: ["SwitchControl", "SwitchCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["SwitchCore", "SwitchControl"]),
     ],

@@ -3,7 +3,7 @@
 // benchmark harness. Run with `swift package benchmark` from this directory (the harness's plugin
 // builds and runs every target under Benchmarks/ that depends on `Benchmark`).
 // The MallocInterposer trait lets the harness count mallocs: the steady-state forwarding figure
-// must be 0 (DESIGN.md, "The dataplane").
+// must be 0 (docs/architecture.md, "The dataplane").
 import PackageDescription
 
 let package = Package(
@@ -21,6 +21,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "SwitchCore", package: "userswitch"),
+                .product(name: "SwitchTesting", package: "userswitch"),
             ],
             path: "Benchmarks/SwitchCoreBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

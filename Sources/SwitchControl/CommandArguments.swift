@@ -128,7 +128,7 @@ public enum CommandArguments {
         if let mac, mac != "none" {
             for m in mac.split(whereSeparator: { $0 == "," || $0 == " " }) {
                 let parsed = try parseMAC(String(m))
-                guard !parsed.isMulticast, !parsed.isZero else {
+                guard ConfigurationRules.isValidStationMAC(parsed) else {
                     throw CommandLineError("invalid guest MAC '\(m)': must be a unicast, non-zero address")
                 }
                 a.macs.append(parsed)
@@ -178,12 +178,10 @@ public enum CommandArguments {
         return v
     }
 
-    /// The kernel's rule for interface names (dev_valid_name): 1 to 15 bytes, not `.` or `..`,
-    /// no `/`, `:` or whitespace. Checked here so a typo fails before the daemon is asked.
+    /// The rule for interface names (ConfigurationRules.isValidInterfaceName), checked here too so
+    /// a typo fails before the daemon is asked.
     public static func checkInterfaceName(_ name: String) throws(CommandLineError) {
-        let bytes = Array(name.utf8)
-        let bad = bytes.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7f }
-        guard !bytes.isEmpty, bytes.count <= 15, name != ".", name != "..", !bad else {
+        guard ConfigurationRules.isValidInterfaceName(name) else {
             throw CommandLineError("invalid interface name '\(name)': 1 to 15 characters, no '/', ':' or whitespace")
         }
     }

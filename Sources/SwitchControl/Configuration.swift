@@ -9,8 +9,10 @@
 // A file written by hand must never be half understood: every object refuses keys it does not
 // know (a typo like `ageing` for `ageingSeconds` would otherwise be silently ignored), and
 // `validate()` checks everything the daemon would refuse (names, VLAN ranges, a port on two
-// bridges, a static entry on a port that is not in its VLAN...) with a message naming the place in
-// the file, so `apply` and a restart either take the whole file or nothing.
+// bridges, a static entry on a port that is not in its VLAN, filter rules that do not parse...)
+// with a message naming the place in the file, so `apply` and a restart either take the whole file
+// or nothing. Its rules are ConfigurationRules (ConfigurationRules.swift), the same the daemon's
+// commands are checked with.
 
 #if canImport(Glibc)
 import Glibc
@@ -179,39 +181,6 @@ public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Checks shared by the daemon's commands and the configuration, so both refuse the same things.
-public enum ConfigurationRules {
-    public static let ageingRange: ClosedRange<UInt32> = 1...1_000_000
-    public static let fdbCapacityRange: ClosedRange<Int> = 1...(1 << 24)
-
-    /// Bridge names: 1-15 letters, digits, '-' or '_' (the bridge's own TAP port may carry its name).
-    public static func isValidBridgeName(_ n: String) -> Bool {
-        !n.isEmpty && n.utf8.count <= 15
-            && n.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
-    }
-
-    /// The kernel's dev_valid_name: 1-15 bytes, not `.` or `..`, no '/', ':' or whitespace.
-    public static func isValidInterfaceName(_ n: String) -> Bool {
-        let bytes = Array(n.utf8)
-        let bad = bytes.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7f }
-        return !bytes.isEmpty && bytes.count <= 15 && n != "." && n != ".." && !bad
-    }
-
-    /// The problem with a VLAN mode, nil when it is valid.
-    public static func problem(with mode: VLANMode) -> String? {
-        switch mode {
-        case .access(let v):
-            return VLANID.valid.contains(v) ? nil : "invalid VLAN \(v): expected 1 to 4094"
-        case .trunk(let allowed, let native):
-            if allowed.isEmpty { return "a trunk needs at least one VLAN in trunks" }
-            for v in allowed + (native.map { [$0] } ?? []) where !VLANID.valid.contains(v) {
-                return "invalid VLAN \(v): expected 1 to 4094"
-            }
-            return nil
-        }
-    }
-}
-
 extension SwitchConfiguration {
     /// Throws the first problem found, naming its place (`bridges[1] 'xenbr1': ports[0] 'vif3.0': ...`).
     public func validate() throws(ConfigurationError) {
@@ -248,14 +217,17 @@ extension SwitchConfiguration {
                     do throws(ConfigurationError) { try g.validate() } catch { throw ConfigurationError("\(pat): guest: \(error.message)") }
                 }
                 if let a = p.addresses {
-                    for m in a.macs where m.isMulticast || m.isZero {
+                    for m in a.macs where !ConfigurationRules.isValidStationMAC(m) {
                         throw ConfigurationError("\(pat): addresses: invalid MAC \(m): must be a unicast, non-zero MAC")
                     }
-                    for ip in a.ips where !GuestInfo.isValidAddress(ip) {
+                    for ip in a.ips where !ConfigurationRules.isValidAddress(ip) {
                         throw ConfigurationError("\(pat): addresses: invalid address '\(ip)': expected IPv4 or IPv6, optionally /PREFIX")
                     }
                 }
                 modes[p.name] = p.vlan
+            }
+            if let text = b.filterRules, let problem = ConfigurationRules.problem(withFilterRules: text) {
+                throw ConfigurationError("\(at): filterRules: \(problem)")
             }
             guard b.staticFDB.count <= b.effectiveFDBCapacity else {
                 throw ConfigurationError("\(at): \(b.staticFDB.count) static FDB entries exceed the fdbCapacity of \(b.effectiveFDBCapacity)")
@@ -263,7 +235,7 @@ extension SwitchConfiguration {
             var keys = Set<FDBKey>()
             for (ei, e) in b.staticFDB.enumerated() {
                 let eat = "\(at): staticFDB[\(ei)] \(e.mac)"
-                guard !e.mac.isMulticast, !e.mac.isZero else { throw ConfigurationError("\(eat): must be a unicast, non-zero MAC") }
+                guard ConfigurationRules.isValidStationMAC(e.mac) else { throw ConfigurationError("\(eat): must be a unicast, non-zero MAC") }
                 guard VLANID.valid.contains(e.vlan) else { throw ConfigurationError("\(eat): invalid VLAN \(e.vlan): expected 1 to 4094") }
                 guard let mode = modes[e.port] else { throw ConfigurationError("\(eat): bridge has no port '\(e.port)'") }
                 guard mode.members.contains(e.vlan) else {
@@ -290,30 +262,17 @@ extension GuestInfo {
                 throw ConfigurationError("invalid guest UUID '\(u)': expected hex digits and '-'")
             }
         }
-        if let m = mac, m.isMulticast || m.isZero {
+        if let m = mac, !ConfigurationRules.isValidStationMAC(m) {
             throw ConfigurationError("invalid guest MAC \(m): must be a unicast, non-zero MAC")
         }
-        for ip in ips where !GuestInfo.isValidAddress(ip) {
+        for ip in ips where !ConfigurationRules.isValidAddress(ip) {
             throw ConfigurationError("invalid guest address '\(ip)': expected IPv4 or IPv6, optionally /PREFIX")
         }
     }
 
-    /// An IPv4 or IPv6 address, optionally with a prefix length (`10.0.0.5`, `10.0.0.0/24`, `fd00::1/64`).
-    public static func isValidAddress(_ text: String) -> Bool {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let host = parts.first, !host.isEmpty else { return false }
-        var buffer = [UInt8](repeating: 0, count: 16)
-        let family: Int32
-        if inet_pton(AF_INET, String(host), &buffer) == 1 { family = AF_INET }
-        else if inet_pton(AF_INET6, String(host), &buffer) == 1 { family = AF_INET6 }
-        else { return false }
-        if parts.count == 2 {
-            let p = parts[1]
-            guard !p.isEmpty, p.utf8.count <= 3, p.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(p) else { return false }
-            return n <= (family == AF_INET ? 32 : 128)
-        }
-        return true
-    }
+    /// An IPv4 or IPv6 address, optionally with a prefix length (`10.0.0.5`, `10.0.0.0/24`,
+    /// `fd00::1/64`): the rule of `ConfigurationRules.isValidAddress`.
+    public static func isValidAddress(_ text: String) -> Bool { ConfigurationRules.isValidAddress(text) }
 }
 
 extension ControlCommand {

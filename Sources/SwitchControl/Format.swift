@@ -58,6 +58,18 @@ public enum Format {
             }
             out += table(header: ["port", "state", "rx frames", "rx bytes", "tx frames", "tx bytes", "down events"],
                          rows: rows, rightAligned: [2, 3, 4, 5, 6])
+            // Each port's problem counters: the non-zero ones (every one with `allDrops`).
+            var eventRows: [[String]] = []
+            for p in bridge.ports {
+                for name in PortStats.eventNames {
+                    let v = p.events[name] ?? 0
+                    if v != 0 || (allDrops && !p.events.isEmpty) { eventRows.append(["  " + p.name, name, String(v)]) }
+                }
+            }
+            if !eventRows.isEmpty {
+                out += "port events:\n"
+                out += table(header: nil, rows: eventRows, rightAligned: [2])
+            }
             let nonZero = bridge.drops.filter { $0.value != 0 }.sorted { ($1.value, $0.key) < ($0.value, $1.key) }
             let zero = bridge.drops.filter { $0.value == 0 }.map(\.key).sorted()
             if nonZero.isEmpty && !allDrops {

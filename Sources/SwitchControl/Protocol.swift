@@ -146,9 +146,26 @@ public struct PortStats: Codable, Sendable, Equatable {
     public var txBytes: UInt64
     /// Times the port's interface vanished while attached.
     public var downEvents: UInt64
-    public init(name: String, state: String, rxFrames: UInt64, rxBytes: UInt64, txFrames: UInt64, txBytes: UInt64, downEvents: UInt64) {
+    /// The port's problem counters by name (`PortStats.eventNames`, every name listed, zeros
+    /// included): frames its backend lost before the pipeline (rx-runts, rx-truncated,
+    /// rx-ring-full, rx-errors), entries it could not queue (tx-queue-full, tx-oversize,
+    /// tx-errors) and failures after queueing (tx-send-errors, tx-wrong-format).
+    public var events: [String: UInt64]
+    public init(name: String, state: String, rxFrames: UInt64, rxBytes: UInt64, txFrames: UInt64, txBytes: UInt64,
+                downEvents: UInt64, events: [String: UInt64] = [:]) {
         self.name = name; self.state = state; self.rxFrames = rxFrames; self.rxBytes = rxBytes
-        self.txFrames = txFrames; self.txBytes = txBytes; self.downEvents = downEvents
+        self.txFrames = txFrames; self.txBytes = txBytes; self.downEvents = downEvents; self.events = events
+    }
+
+    /// The names of `events`, in the order `stats` lists them.
+    public static let eventNames = ["rx-runts", "rx-truncated", "rx-ring-full", "rx-errors", "tx-queue-full",
+                                    "tx-oversize", "tx-errors", "tx-send-errors", "tx-wrong-format"]
+
+    /// `events` from the engine's counters and the backends' events of one port.
+    public static func events(_ c: PortCounters, _ e: PortEvents) -> [String: UInt64] {
+        ["rx-runts": e.rxRunts, "rx-truncated": e.rxTruncated, "rx-ring-full": e.rxRingFull, "rx-errors": e.rxErrors,
+         "tx-queue-full": c.txQueueFull, "tx-oversize": c.txOversize, "tx-errors": c.txErrors,
+         "tx-send-errors": e.txSendErrors, "tx-wrong-format": e.txWrongFormat]
     }
 }
 

@@ -1,5 +1,7 @@
 // Counters: every frame that enters the switch is either sent or counted under one drop reason.
 // One list of reasons (as in VPP), one counter each, bumped next to the code that drops.
+// Per port, the engine counts traffic and the transmit entries a port did not queue
+// (`PortCounters`); what only a backend sees is in its `PortEvents` (FramePort.swift).
 
 /// Why a frame did not leave the switch.
 public enum DropReason: Int, CaseIterable, Sendable {
@@ -23,7 +25,11 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case egressPortDown
     /// The egress port's transmit ring or queue was full.
     case txQueueFull
-    /// The port's ring slot was too small for the frame (counted by the port backend).
+    /// The frame (after a tag push) is larger than the egress port's transmit slot or buffer.
+    case txOversize
+    /// The egress port could not send at all (its interface went away, its output is closed).
+    case txError
+    /// Larger than the ingress port's receive slot: the sum of the ports' `rxTruncated` events.
     case truncated
     /// An ebtables-style filter rule or chain policy (INPUT, FORWARD, OUTPUT) dropped it.
     case filtered
@@ -38,7 +44,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     /// Anti-spoofing: a DHCP (or DHCPv6) server reply sent by a guest.
     case rogueDHCPServer
     /// The kernel found the port's receive ring full and dropped the frame before the switch saw it
-    /// (PACKET_STATISTICS): the bridge thread was behind or off the CPU.
+    /// (PACKET_STATISTICS): the bridge thread was behind or off the CPU. The sum of the ports'
+    /// `rxRingFull` events.
     case rxRingFull
 
     public var name: String {
@@ -53,6 +60,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .noEgressPort: return "no-egress-port"
         case .egressPortDown: return "egress-port-down"
         case .txQueueFull: return "tx-queue-full"
+        case .txOversize: return "tx-oversize"
+        case .txError: return "tx-error"
         case .truncated: return "truncated"
         case .filtered: return "filtered"
         case .spoofedSourceMAC: return "spoofed-source-mac"
@@ -82,13 +91,19 @@ public struct DropCounters: Sendable, Equatable {
     }
 }
 
-/// Traffic counters of one port, as `ip -s link` counts them: frames and bytes as they crossed
-/// the wire (tags included).
+/// What the engine counts for one port, as `ip -s link` counts traffic: frames and bytes as they
+/// crossed the wire (tags included), and the entries the port's backend did not queue, by reason.
 public struct PortCounters: Sendable, Equatable {
     public var rxFrames: UInt64 = 0
     public var rxBytes: UInt64 = 0
     public var txFrames: UInt64 = 0
     public var txBytes: UInt64 = 0
+    /// Frames not queued: the port's transmit ring or queue was full (`tx-queue-full`).
+    public var txQueueFull: UInt64 = 0
+    /// Frames not queued: larger than the port's transmit slot (`tx-oversize`).
+    public var txOversize: UInt64 = 0
+    /// Frames not queued: the port could not send at all (`tx-error`).
+    public var txErrors: UInt64 = 0
     /// Times the port's interface vanished while attached.
     public var downEvents: UInt64 = 0
     public init() {}

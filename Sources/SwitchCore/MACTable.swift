@@ -91,24 +91,24 @@ public final class MACTable {
     let slotMask: Int
     /// 64 - slotBits: the hash keeps the top slotBits bits of the product.
     let hashShift: UInt64
-    let slots: UnsafeMutablePointer<FDBSlot>
+    let slots: FixedArray<FDBSlot>
 
     // Entry slab.
-    let keys: UnsafeMutablePointer<UInt64>
-    let ports: UnsafeMutablePointer<UInt16>
-    let flags: UnsafeMutablePointer<UInt8>
-    let lastSeen: UnsafeMutablePointer<UInt32>
+    let keys: FixedArray<UInt64>
+    let ports: FixedArray<UInt16>
+    let flags: FixedArray<UInt8>
+    let lastSeen: FixedArray<UInt32>
     /// Second of the last move to the LRU tail (approximate LRU, see the header).
-    let lruStamp: UnsafeMutablePointer<UInt32>
-    let prev: UnsafeMutablePointer<UInt32>
-    let next: UnsafeMutablePointer<UInt32>
+    let lruStamp: FixedArray<UInt32>
+    let prev: FixedArray<UInt32>
+    let next: FixedArray<UInt32>
     var freeHead: UInt32
 
     // Per-port LRU lists of learned entries and their lengths.
     public let maxPorts: Int
-    let lruHead: UnsafeMutablePointer<UInt32>
-    let lruTail: UnsafeMutablePointer<UInt32>
-    let portLearned: UnsafeMutablePointer<Int32>
+    let lruHead: FixedArray<UInt32>
+    let lruTail: FixedArray<UInt32>
+    let portLearned: FixedArray<Int32>
 
     /// A table for `capacity` entries (learned and static together) on ports 0..<maxPorts.
     public init(capacity: Int, maxPorts: Int = 1024) {
@@ -120,37 +120,19 @@ public final class MACTable {
         slotBits = bits
         slotMask = (1 << bits) - 1
         hashShift = UInt64(64 - bits)
-        slots = .allocate(capacity: 1 << bits)
-        slots.initialize(repeating: FDBSlot.empty, count: 1 << bits)
-        keys = .allocate(capacity: capacity)
-        keys.initialize(repeating: 0, count: capacity)
-        ports = .allocate(capacity: capacity)
-        ports.initialize(repeating: 0, count: capacity)
-        flags = .allocate(capacity: capacity)
-        flags.initialize(repeating: 0, count: capacity)
-        lastSeen = .allocate(capacity: capacity)
-        lastSeen.initialize(repeating: 0, count: capacity)
-        lruStamp = .allocate(capacity: capacity)
-        lruStamp.initialize(repeating: 0, count: capacity)
-        prev = .allocate(capacity: capacity)
-        prev.initialize(repeating: MACTable.none, count: capacity)
-        next = .allocate(capacity: capacity)
+        slots = FixedArray(repeating: FDBSlot.empty, count: 1 << bits)
+        keys = FixedArray(repeating: 0, count: capacity)
+        ports = FixedArray(repeating: 0, count: capacity)
+        flags = FixedArray(repeating: 0, count: capacity)
+        lastSeen = FixedArray(repeating: 0, count: capacity)
+        lruStamp = FixedArray(repeating: 0, count: capacity)
+        prev = FixedArray(repeating: MACTable.none, count: capacity)
         // The free list threads through `next`.
-        for i in 0..<capacity { (next + i).initialize(to: i + 1 < capacity ? UInt32(i + 1) : MACTable.none) }
+        next = FixedArray(count: capacity) { i in i + 1 < capacity ? UInt32(i + 1) : MACTable.none }
         freeHead = 0
-        lruHead = .allocate(capacity: maxPorts)
-        lruHead.initialize(repeating: MACTable.none, count: maxPorts)
-        lruTail = .allocate(capacity: maxPorts)
-        lruTail.initialize(repeating: MACTable.none, count: maxPorts)
-        portLearned = .allocate(capacity: maxPorts)
-        portLearned.initialize(repeating: 0, count: maxPorts)
-    }
-
-    deinit {
-        slots.deallocate()
-        keys.deallocate(); ports.deallocate(); flags.deallocate(); lastSeen.deallocate()
-        lruStamp.deallocate(); prev.deallocate(); next.deallocate()
-        lruHead.deallocate(); lruTail.deallocate(); portLearned.deallocate()
+        lruHead = FixedArray(repeating: MACTable.none, count: maxPorts)
+        lruTail = FixedArray(repeating: MACTable.none, count: maxPorts)
+        portLearned = FixedArray(repeating: 0, count: maxPorts)
     }
 
     /// Bytes of memory per entry of capacity (index slots included), for capacity planning.
@@ -203,7 +185,7 @@ public final class MACTable {
     /// nothing; `keys` and `ports` must hold `count` elements and may not overlap (`ports` holds
     /// each home slot between the two passes, so the hash is computed once).
     public func lookup(keys: UnsafePointer<UInt64>, count: Int, ports: UnsafeMutablePointer<Int32>) {
-        let slots = self.slots
+        let slots = self.slots.base
         for i in 0..<count {
             let k = keys[i]
             let h = home(k)

@@ -47,18 +47,6 @@ private func withErrorBuffer<T>(_ body: (UnsafeMutablePointer<CChar>) -> T) -> (
 private let captureSnapshotLength: Int32 = 262_144
 
 public final class PcapPort: FramePort, @unchecked Sendable {
-    public struct Counters: Equatable, Sendable {
-        public var receivedFrames: UInt64 = 0
-        public var receivedBytes: UInt64 = 0
-        /// Input records larger than a pool buffer, skipped.
-        public var skippedFrames: UInt64 = 0
-        public var transmittedFrames: UInt64 = 0
-        public var transmittedBytes: UInt64 = 0
-        /// Frames not queued: no output file, no free transmit buffer, or too large.
-        public var transmitDropped: UInt64 = 0
-        public init() {}
-    }
-
     /// The input capture, if any.
     public let inputPath: String?
     /// The output capture, if any.
@@ -67,7 +55,9 @@ public final class PcapPort: FramePort, @unchecked Sendable {
     public private(set) var atEndOfInput: Bool
     /// The error that ended the input early, if any (a truncated file, say).
     public private(set) var inputError: PcapError?
-    public private(set) var counters = Counters()
+    /// Input records larger than a pool buffer, skipped (`rxTruncated`). Traffic itself is
+    /// counted by the engine.
+    public internal(set) var events = PortEvents()
     /// Bytes of each pool buffer: the largest frame the port carries.
     public let bufferSize: Int
 
@@ -75,9 +65,11 @@ public final class PcapPort: FramePort, @unchecked Sendable {
     private var deadHandle: OpaquePointer?
     private var dumper: OpaquePointer?
     private let bufferCount: Int
-    private let rxPool: UnsafeMutableRawPointer
-    private let txPool: UnsafeMutableRawPointer
-    private let txLength: UnsafeMutablePointer<UInt32>
+    private let rxMemory: FixedBytes
+    private let txMemory: FixedBytes
+    private let txLength: FixedArray<UInt32>
+    private var rxPool: UnsafeMutableRawPointer { rxMemory.base }
+    private var txPool: UnsafeMutableRawPointer { txMemory.base }
     private var txCount = 0
 
     /// Opens the input capture for reading and/or creates (truncates) the output capture.
@@ -127,18 +119,12 @@ public final class PcapPort: FramePort, @unchecked Sendable {
         self.deadHandle = dead
         self.dumper = dump
         atEndOfInput = inputHandle == nil
-        rxPool = .allocate(byteCount: bufferCount * bufferSize, alignment: 64)
-        txPool = .allocate(byteCount: bufferCount * bufferSize, alignment: 64)
-        txLength = .allocate(capacity: bufferCount)
-        txLength.initialize(repeating: 0, count: bufferCount)
+        rxMemory = FixedBytes(byteCount: bufferCount * bufferSize)
+        txMemory = FixedBytes(byteCount: bufferCount * bufferSize)
+        txLength = FixedArray(repeating: 0, count: bufferCount)
     }
 
-    deinit {
-        close()
-        rxPool.deallocate()
-        txPool.deallocate()
-        txLength.deallocate()
-    }
+    deinit { close() }
 
     /// Flushes and closes both captures. Idempotent; also done by deinit.
     public func close() {
@@ -166,15 +152,13 @@ public final class PcapPort: FramePort, @unchecked Sendable {
             let r = pcap_next_ex(input, &header, &data)
             if r == 1, let header, let data {
                 let length = Int(header.pointee.caplen)
-                guard length <= bufferSize else { counters.skippedFrames &+= 1; continue }
+                guard length <= bufferSize else { events.rxTruncated &+= 1; continue }
                 let slot = rxPool + got * bufferSize
                 slot.copyMemory(from: data, byteCount: length)
                 batch.frames[got] = slot
                 batch.lengths[got] = UInt32(length)
                 batch.vnet[got] = .none
                 got += 1
-                counters.receivedFrames &+= 1
-                counters.receivedBytes &+= UInt64(length)
             } else if r == 0 {
                 continue  // live captures only: a timeout
             } else {
@@ -192,25 +176,32 @@ public final class PcapPort: FramePort, @unchecked Sendable {
     /// Nothing to give back: the pool buffers are reused by the next receive.
     public func releaseReceived() {}
 
-    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int) -> Int {
+    public func updateEvents() {}
+
+    /// Queues the entries' frames for the output capture; without an output file every entry is
+    /// `.error`, beyond the pool `.ringFull`, a frame larger than a buffer `.oversize`.
+    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int,
+                         status: UnsafeMutablePointer<TransmitStatus>) -> Int {
+        if count <= 0 { return 0 }
         guard dumper != nil else {
-            counters.transmitDropped &+= UInt64(count)
+            status.update(repeating: .error, count: count)
             return 0
         }
         var queued = 0
         for e in 0..<count {
             guard txCount < bufferCount else {
-                counters.transmitDropped &+= UInt64(count - e)
+                (status + e).update(repeating: .ringFull, count: count - e)
                 break
             }
             let entry = entries[e]
             let f = Int(entry.frame)
             let written = FrameRewrite.copy(from: batch.frames[f], length: Int(batch.lengths[f]),
-                                            tagLength: Int(batch.tagLength[f]), tci: entry.tci,
+                                            tagLength: Int(batch.info[f].tagLength), tci: entry.tci,
                                             into: txPool + txCount * bufferSize, capacity: bufferSize)
-            guard written >= 0 else { counters.transmitDropped &+= 1; continue }
+            guard written >= 0 else { status[e] = .oversize; continue }
             txLength[txCount] = UInt32(written)
             txCount += 1
+            status[e] = .queued
             queued += 1
         }
         return queued
@@ -225,8 +216,6 @@ public final class PcapPort: FramePort, @unchecked Sendable {
         for i in 0..<txCount {
             var header = pcap_pkthdr(ts: now, caplen: txLength[i], len: txLength[i])
             pcap_dump(user, &header, (txPool + i * bufferSize).assumingMemoryBound(to: UInt8.self))
-            counters.transmittedFrames &+= 1
-            counters.transmittedBytes &+= UInt64(txLength[i])
         }
         txCount = 0
         pcap_dump_flush(dumper)

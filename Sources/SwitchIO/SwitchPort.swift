@@ -26,10 +26,11 @@ public enum SwitchPort: FramePort {
     }
 
     @inline(__always)
-    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int) -> Int {
+    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int,
+                         status: UnsafeMutablePointer<TransmitStatus>) -> Int {
         switch self {
-        case .packet(let p): return p.transmit(batch, entries: entries, count: count)
-        case .tap(let t): return t.transmit(batch, entries: entries, count: count)
+        case .packet(let p): return p.transmit(batch, entries: entries, count: count, status: status)
+        case .tap(let t): return t.transmit(batch, entries: entries, count: count, status: status)
         }
     }
 
@@ -46,14 +47,6 @@ public enum SwitchPort: FramePort {
         switch self {
         case .packet(let p): return p.fileDescriptor
         case .tap(let t): return t.fileDescriptor
-        }
-    }
-
-    /// A second descriptor to wait on (the bulk RX ring of an AF_PACKET port), or -1.
-    public var secondPollDescriptor: Int32 {
-        switch self {
-        case .packet(let p): return p.bulkDescriptor
-        case .tap: return -1
         }
     }
 
@@ -82,26 +75,15 @@ public enum SwitchPort: FramePort {
         }
     }
 
-    /// Frames the backend could not deliver because its ring slot was too small.
-    public var truncatedFrames: UInt64 {
+    public var events: PortEvents {
         switch self {
-        case .packet(let p): return p.counters.truncated
-        case .tap: return 0
+        case .packet(let p): return p.events
+        case .tap(let t): return t.events
         }
     }
 
-    /// Frames the kernel dropped because the receive ring was full, as of the last
-    /// `readKernelStatistics()`.
-    public var ringFullDrops: UInt64 {
-        switch self {
-        case .packet(let p): return p.counters.kernelDrops
-        case .tap: return 0
-        }
-    }
-
-    /// Collects the kernel's drop count for the port (one getsockopt; call about once a second).
-    public func readKernelStatistics() {
-        if case .packet(let p) = self { p.readKernelStatistics() }
+    public func updateEvents() {
+        if case .packet(let p) = self { p.updateEvents() }
     }
 
     /// Handles errors of the bridge's kick thread on this port; true when a kick is due now.

@@ -1,4 +1,4 @@
-// The syscall boundary of the switch: typed errors, EINTR retried, EAGAIN turned into a value.
+// The syscall boundary of the switch: typed errors, EINTR retried.
 // Everything in SwitchIO that touches a raw file descriptor goes through these helpers.
 
 #if canImport(Glibc)
@@ -18,12 +18,6 @@ public struct SystemError: Error, Equatable, CustomStringConvertible {
     public var description: String { "\(call): \(String(cString: strerror(errno)))" }
 }
 
-/// The outcome of a non-blocking operation.
-public enum IOResult<T> {
-    case done(T)
-    case wouldBlock
-}
-
 /// Runs `body` until it does not fail with EINTR; a -1 result becomes a `SystemError`.
 @inline(__always)
 public func systemCall<T: FixedWidthInteger>(_ name: @autoclosure () -> String, _ body: () -> T) throws(SystemError) -> T {
@@ -32,19 +26,6 @@ public func systemCall<T: FixedWidthInteger>(_ name: @autoclosure () -> String, 
         if r != -1 { return r }
         let e = errno
         if e == EINTR { continue }
-        throw SystemError(name(), errno: e)
-    }
-}
-
-/// Like `systemCall`, but EAGAIN/EWOULDBLOCK is `.wouldBlock` rather than an error.
-@inline(__always)
-public func nonBlockingCall<T: FixedWidthInteger>(_ name: @autoclosure () -> String, _ body: () -> T) throws(SystemError) -> IOResult<T> {
-    while true {
-        let r = body()
-        if r != -1 { return .done(r) }
-        let e = errno
-        if e == EINTR { continue }
-        if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
         throw SystemError(name(), errno: e)
     }
 }

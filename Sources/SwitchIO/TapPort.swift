@@ -49,21 +49,6 @@ import CURing
 import SwitchCore
 
 public final class TapPort: FramePort, @unchecked Sendable {
-    /// Per-port counters, bumped once per frame in the batch loops.
-    public struct Counters: Equatable, Sendable {
-        public var receivedFrames: UInt64 = 0
-        public var receivedBytes: UInt64 = 0
-        /// Reads that failed (other than cancellations).
-        public var receiveErrors: UInt64 = 0
-        public var transmittedFrames: UInt64 = 0
-        public var transmittedBytes: UInt64 = 0
-        /// Writes the kernel refused (EIO while the link is down, EBADFD once the device is gone).
-        public var transmitErrors: UInt64 = 0
-        /// Frames not queued: no free transmit buffer, or too large after the tag push.
-        public var transmitDropped: UInt64 = 0
-        public init() {}
-    }
-
     /// Bytes of every buffer in both pools. The frame area (`bufferSize - frameOffset`) holds a
     /// 64 KiB GSO frame plus its Ethernet and VLAN headers.
     public static let bufferSize = 65536 + 4096
@@ -91,7 +76,9 @@ public final class TapPort: FramePort, @unchecked Sendable {
     public let ioUringUnavailableReason: SystemError?
     /// True once a read reported the device gone (EBADFD): the port receives nothing more.
     public private(set) var deviceGone = false
-    public private(set) var counters = Counters()
+    /// What only this backend sees (FramePort.swift): failed reads and writes. Traffic itself is
+    /// counted by the engine.
+    public internal(set) var events = PortEvents()
 
     private var fd: Int32
     private var isClosed = false
@@ -102,23 +89,24 @@ public final class TapPort: FramePort, @unchecked Sendable {
     private let txPool: UnsafeMutableRawPointer
 
     // io_uring state (rings are allocated in both modes, initialised only in io_uring mode).
-    private let rxRing: UnsafeMutablePointer<io_uring>
-    private let txRing: UnsafeMutablePointer<io_uring>
-    private let cqes: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
+    private let rings: FixedArray<io_uring>
+    private var rxRing: UnsafeMutablePointer<io_uring> { rings.base }
+    private var txRing: UnsafeMutablePointer<io_uring> { rings.base + 1 }
+    private let cqes: FixedArray<UnsafeMutablePointer<io_uring_cqe>?>
     private let cqeCapacity: Int
     /// Reads posted to the kernel and not yet reaped.
     private var readsInFlight = 0
     /// Receive buffers handed out in the current batch, to post again on release.
-    private let held: UnsafeMutablePointer<Int32>
+    private let held: FixedArray<Int32>
     private var heldCount = 0
     /// Receive buffers whose read must be posted again (errors, cancellations).
     private var needsSubmit = false
 
     // Transmit state: a stack of free buffers and the list queued since the last flush.
-    private let freeTx: UnsafeMutablePointer<Int32>
+    private let freeTx: FixedArray<Int32>
     private var freeTxCount: Int
-    private let pendingTx: UnsafeMutablePointer<Int32>
-    private let pendingLength: UnsafeMutablePointer<UInt32>
+    private let pendingTx: FixedArray<Int32>
+    private let pendingLength: FixedArray<UInt32>
     private var pendingCount = 0
 
     /// Creates the TAP device and brings it up.
@@ -139,8 +127,8 @@ public final class TapPort: FramePort, @unchecked Sendable {
         txCount = transmitBuffers
 
         // Rings first: whether they exist decides whether the device descriptor is non-blocking.
-        rxRing = .allocate(capacity: 1)
-        txRing = .allocate(capacity: 1)
+        rings = FixedArray(repeating: io_uring(), count: 2)
+        let rxRing = rings.base, txRing = rings.base + 1
         var reason: SystemError? = nil
         var ringsReady = false
         if useIOUring {
@@ -161,14 +149,12 @@ public final class TapPort: FramePort, @unchecked Sendable {
         ioUringUnavailableReason = reason
 
         cqeCapacity = max(receiveBuffers, transmitBuffers)
-        cqes = .allocate(capacity: cqeCapacity)
-        cqes.initialize(repeating: nil, count: cqeCapacity)
-        held = .allocate(capacity: receiveBuffers)
-        freeTx = .allocate(capacity: transmitBuffers)
-        for i in 0..<transmitBuffers { freeTx[i] = Int32(transmitBuffers - 1 - i) }
+        cqes = FixedArray(repeating: nil, count: cqeCapacity)
+        held = FixedArray(repeating: 0, count: receiveBuffers)
+        freeTx = FixedArray(count: transmitBuffers) { Int32(transmitBuffers - 1 - $0) }
         freeTxCount = transmitBuffers
-        pendingTx = .allocate(capacity: transmitBuffers)
-        pendingLength = .allocate(capacity: transmitBuffers)
+        pendingTx = FixedArray(repeating: 0, count: transmitBuffers)
+        pendingLength = FixedArray(repeating: 0, count: transmitBuffers)
 
         let device: (fd: Int32, name: String, mac: MACAddress)
         do throws(SystemError) {
@@ -192,8 +178,6 @@ public final class TapPort: FramePort, @unchecked Sendable {
                 io_uring_queue_exit(rxRing)
                 io_uring_queue_exit(txRing)
             }
-            rxRing.deallocate(); txRing.deallocate(); cqes.deallocate(); held.deallocate()
-            freeTx.deallocate(); pendingTx.deallocate(); pendingLength.deallocate()
             throw error
         }
         fd = device.fd
@@ -211,8 +195,6 @@ public final class TapPort: FramePort, @unchecked Sendable {
         close()
         munmap(rxPool, rxCount * Self.bufferSize)
         munmap(txPool, txCount * Self.bufferSize)
-        rxRing.deallocate(); txRing.deallocate(); cqes.deallocate(); held.deallocate()
-        freeTx.deallocate(); pendingTx.deallocate(); pendingLength.deallocate()
     }
 
     /// Removes the device (closing the last descriptor of a non-persistent TAP deletes it) and
@@ -254,14 +236,22 @@ public final class TapPort: FramePort, @unchecked Sendable {
         }
     }
 
-    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int) -> Int {
-        if isClosed { return 0 }
+    /// Copies each entry's frame into a free transmit buffer (tag rewritten); each entry's outcome
+    /// goes to `status`: `.ringFull` once every buffer is taken, `.oversize` for a frame larger
+    /// than a buffer, `.error` once the port is closed.
+    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int,
+                         status: UnsafeMutablePointer<TransmitStatus>) -> Int {
+        if count <= 0 { return 0 }
+        if isClosed {
+            status.update(repeating: .error, count: count)
+            return 0
+        }
         if usesIOUring { reapTransmitted() }
         var queued = 0
         let frameCapacity = Self.bufferSize - Self.frameOffset
         for e in 0..<count {
             guard freeTxCount > 0 else {
-                counters.transmitDropped &+= UInt64(count - e)
+                (status + e).update(repeating: .ringFull, count: count - e)
                 break
             }
             let entry = entries[e]
@@ -270,10 +260,10 @@ public final class TapPort: FramePort, @unchecked Sendable {
             let base = txPool + Int(slot) * Self.bufferSize
             let length = Int(batch.lengths[f])
             let written = FrameRewrite.copy(from: batch.frames[f], length: length,
-                                            tagLength: Int(batch.tagLength[f]), tci: entry.tci,
+                                            tagLength: Int(batch.info[f].tagLength), tci: entry.tci,
                                             into: base + Self.frameOffset, capacity: frameCapacity)
             if written < 0 {
-                counters.transmitDropped &+= 1
+                status[e] = .oversize
                 continue
             }
             batch.vnet[f].shifted(by: written - length).store(to: base + Self.headerOffset)
@@ -281,10 +271,13 @@ public final class TapPort: FramePort, @unchecked Sendable {
             pendingTx[pendingCount] = slot
             pendingLength[pendingCount] = UInt32(written + VirtioNetHeader.size)
             pendingCount += 1
+            status[e] = .queued
             queued += 1
         }
         return queued
     }
+
+    public func updateEvents() {}
 
     public func flush() {
         if isClosed || pendingCount == 0 { return }
@@ -308,12 +301,7 @@ public final class TapPort: FramePort, @unchecked Sendable {
                 let n = Int(pendingLength[i])
                 var r: Int
                 repeat { r = write(fd, p, n) } while r < 0 && errno == EINTR
-                if r == n {
-                    counters.transmittedFrames &+= 1
-                    counters.transmittedBytes &+= UInt64(n - VirtioNetHeader.size)
-                } else {
-                    counters.transmitErrors &+= 1
-                }
+                if r != n { events.txSendErrors &+= 1 }
                 freeTx[freeTxCount] = slot
                 freeTxCount += 1
             }
@@ -338,7 +326,7 @@ public final class TapPort: FramePort, @unchecked Sendable {
         var got = 0
         let header = VirtioNetHeader.size
         while got < want {
-            let n = Int(io_uring_peek_batch_cqe(rxRing, cqes, UInt32(want - got)))
+            let n = Int(io_uring_peek_batch_cqe(rxRing, cqes.base, UInt32(want - got)))
             if n == 0 { break }
             for i in 0..<n {
                 let cqe = cqes[i].unsafelyUnwrapped
@@ -353,11 +341,9 @@ public final class TapPort: FramePort, @unchecked Sendable {
                     got += 1
                     held[heldCount] = index
                     heldCount += 1
-                    counters.receivedFrames &+= 1
-                    counters.receivedBytes &+= UInt64(res - header)
                 } else {
                     if res == -Int(EBADFD) { deviceGone = true }
-                    if res != -Int(ECANCELED) { counters.receiveErrors &+= 1 }
+                    if res != -Int(ECANCELED) { events.rxErrors &+= 1 }
                     postRead(index)
                 }
             }
@@ -374,17 +360,12 @@ public final class TapPort: FramePort, @unchecked Sendable {
 
     private func reapTransmitted() {
         while true {
-            let n = Int(io_uring_peek_batch_cqe(txRing, cqes, UInt32(cqeCapacity)))
+            let n = Int(io_uring_peek_batch_cqe(txRing, cqes.base, UInt32(cqeCapacity)))
             if n == 0 { return }
             for i in 0..<n {
                 let cqe = cqes[i].unsafelyUnwrapped
                 let res = Int(cqe.pointee.res)
-                if res > VirtioNetHeader.size {
-                    counters.transmittedFrames &+= 1
-                    counters.transmittedBytes &+= UInt64(res - VirtioNetHeader.size)
-                } else {
-                    counters.transmitErrors &+= 1
-                }
+                if res <= VirtioNetHeader.size { events.txSendErrors &+= 1 }
                 freeTx[freeTxCount] = Int32(truncatingIfNeeded: cqe.pointee.user_data)
                 freeTxCount += 1
             }
@@ -432,16 +413,14 @@ public final class TapPort: FramePort, @unchecked Sendable {
                 if e == EINTR { continue }
                 if e == EAGAIN || e == EWOULDBLOCK { break }
                 if e == EBADFD { deviceGone = true }
-                counters.receiveErrors &+= 1
+                events.rxErrors &+= 1
                 break
             }
-            guard r > header else { counters.receiveErrors &+= 1; continue }
+            guard r > header else { events.rxErrors &+= 1; continue }
             batch.frames[got] = base + Self.frameOffset
             batch.lengths[got] = UInt32(r - header)
             batch.vnet[got] = VirtioNetHeader.load(from: base + Self.headerOffset)
             got += 1
-            counters.receivedFrames &+= 1
-            counters.receivedBytes &+= UInt64(r - header)
         }
         batch.count = got
         return got

@@ -39,60 +39,39 @@ final class BridgeRunner: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let wakeFD: Int32
     private var thread: pthread_t?
-    /// Makes the AF_PACKET ports' TX kicks when traffic is dense (SwitchIO/TransmitKicker.swift);
-    /// nil with USERSWITCH_TX_THREAD=0, for measuring (docs/performance.md, "TCP with tx off").
-    let kicker: TransmitKicker?
+    /// Makes the AF_PACKET ports' TX kicks when traffic is dense (SwitchIO/TransmitKicker.swift).
+    let kicker: TransmitKicker
     private var pollSet: [pollfd] = []
     private var pollPorts: [Int] = []
     private var pollSetStale = true
 
-    /// How long the loop keeps polling the rings after the last frame before it sleeps in poll()
-    /// (docs/performance.md, "Spin policy"). Waking a thread from poll() costs 20-100 µs of round
-    /// trip on this class of machine, so the window covers the gaps of request/response traffic
-    /// (ping at 2 ms, TCP ACK clocks); an idle bridge still sleeps after it. USERSWITCH_SPIN_US
-    /// overrides it (0: sleep as soon as a pass finds nothing).
-    /// Ring sizes of the AF_PACKET ports the daemon opens: the defaults, or `USERSWITCH_RX_FRAMES`
-    /// small RX slots, `USERSWITCH_SINGLE_SOCKET=0` (the earlier two RX sockets split by frame
-    /// length) and `USERSWITCH_FANOUT=0` (those two without a fanout group), read once at start,
-    /// for measurements on a given host (docs/performance.md).
-    static let portOptions: PacketSocketPort.Options = {
-        var options = PacketSocketPort.Options()
-        if let text = getenv("USERSWITCH_RX_FRAMES"), let n = Int(String(cString: text)), n > 0 { options.rxFrames = n }
-        if let text = getenv("USERSWITCH_FANOUT"), String(cString: text) == "0" { options.fanout = false }
-        if let text = getenv("USERSWITCH_SINGLE_SOCKET"), String(cString: text) == "0" { options.singleSocket = false }
-        return options
-    }()
-    static let spinNanoseconds: UInt64 = {
-        if let text = getenv("USERSWITCH_SPIN_US"), let us = UInt64(String(cString: text)) { return us &* 1000 }
-        return 5_000_000
-    }()
+    /// How long the loop keeps polling the rings after the last frame before it sleeps in poll():
+    /// `userswitchd --spin-us` (default 5000 µs; 0 sleeps as soon as a pass finds nothing). Waking
+    /// a thread from poll() costs 20-100 µs of round trip on this class of machine, so the window
+    /// covers the gaps of request/response traffic (ping at 2 ms, TCP ACK clocks); an idle bridge
+    /// still sleeps after it, and while it spins without traffic it yields the CPU on every pass.
+    let spinNanoseconds: UInt64
+    static let defaultSpinMicroseconds: UInt64 = 5000
+    /// The AF_PACKET ports' ring geometry (PacketSocketPort.Options' defaults).
+    static let portOptions = PacketSocketPort.Options()
     /// After this long without a frame, every empty pass yields the CPU (sched_yield), so that a
     /// traffic generator or guest sharing the core runs before the next pass: spinning keeps
     /// latency low without taking the core from the threads that produce the traffic.
-    static let yieldAfterNanoseconds: UInt64 = {
-        if let text = getenv("USERSWITCH_YIELD_AFTER_US"), let us = UInt64(String(cString: text)) { return us &* 1000 }
-        return 20_000
-    }()
+    static let yieldAfterNanoseconds: UInt64 = 20_000
     /// A pass that moved fewer frames than this also yields: traffic is flowing but the producers
     /// (guests, the endpoints' TCP stacks) are the bottleneck, and on a machine where they share
     /// the bridge thread's cores, giving them the CPU is what makes more frames arrive. Full
-    /// batches (a flood of small frames) never yield. USERSWITCH_YIELD_BELOW overrides it.
-    static let yieldBelowFrames: Int = {
-        if let text = getenv("USERSWITCH_YIELD_BELOW"), let n = Int(String(cString: text)) { return n }
-        return 16
-    }()
+    /// batches (a flood of small frames) never yield.
+    static let yieldBelowFrames = 16
 
-    static let useKickThread: Bool = {
-        if let text = getenv("USERSWITCH_TX_THREAD"), String(cString: text) == "0" { return false }
-        return true
-    }()
-
-    init(name: String, settings: BridgeSettings, logger: Logger) {
+    init(name: String, settings: BridgeSettings, logger: Logger,
+         spinMicroseconds: UInt64 = BridgeRunner.defaultSpinMicroseconds) {
         self.name = name
         self.logger = logger
         engine = Engine(settings: settings)
         wakeFD = CLinuxNet_eventfd_nonblocking()
-        kicker = BridgeRunner.useKickThread ? TransmitKicker(notifyDescriptor: wakeFD) : nil
+        kicker = TransmitKicker(notifyDescriptor: wakeFD)
+        spinNanoseconds = spinMicroseconds &* 1000
     }
 
     /// Prepares a backend that joins a port of this bridge: AF_PACKET ports hand their kicks to
@@ -105,7 +84,7 @@ final class BridgeRunner: @unchecked Sendable {
 
     func start() {
         thread = DataplaneThread.start { self.run() }
-        kicker?.start()
+        kicker.start()
     }
 
     /// Stops the thread, then closes every port backend (rings unmapped, TAP devices removed).
@@ -114,7 +93,7 @@ final class BridgeRunner: @unchecked Sendable {
         wake()
         if let t = thread { pthread_join(t, nil) }
         thread = nil
-        kicker?.stop()
+        kicker.stop()
         for i in engine.portIndices {
             if let d = try? engine.removePort(i) { d.close() }
         }
@@ -160,7 +139,7 @@ final class BridgeRunner: @unchecked Sendable {
         var lastTraffic = MonotonicClock.nanoseconds()
         while !stopping.load(ordering: .acquiring) {
             if pendingJobs.load(ordering: .acquiring) > 0 { runJobs() }
-            if let kicker, kicker.takeErrorsRaised() { collectKickErrors() }
+            if kicker.takeErrorsRaised() { collectKickErrors() }
             let now = MonotonicClock.milliseconds()
             let n = engine.pollAll(now: now)
             if now &- lastHousekeeping >= 1000 {
@@ -173,9 +152,9 @@ final class BridgeRunner: @unchecked Sendable {
                 if n < BridgeRunner.yieldBelowFrames { sched_yield() }
                 continue
             }
-            kicker?.noteIdle()
+            kicker.noteIdle()
             let idle = MonotonicClock.nanoseconds() &- lastTraffic
-            if idle < BridgeRunner.spinNanoseconds {
+            if idle < spinNanoseconds {
                 if idle >= BridgeRunner.yieldAfterNanoseconds { sched_yield() }
                 continue
             }
@@ -215,10 +194,6 @@ final class BridgeRunner: @unchecked Sendable {
             guard let d = engine.devices[i] else { continue }
             pollSet.append(pollfd(fd: d.pollDescriptor, events: Int16(POLLIN), revents: 0))
             pollPorts.append(i)
-            if d.secondPollDescriptor >= 0 {
-                pollSet.append(pollfd(fd: d.secondPollDescriptor, events: Int16(POLLIN), revents: 0))
-                pollPorts.append(i)
-            }
         }
         pollSetStale = false
     }
@@ -237,7 +212,7 @@ final class BridgeRunner: @unchecked Sendable {
     /// Once a second, and whenever netlink reports a link change: a port whose interface vanished
     /// goes down; a down port whose interface is back re-attaches.
     func checkPorts() {
-        for i in engine.portIndices { engine.devices[i]?.readKernelStatistics() }
+        engine.updatePortEvents()
         for i in engine.portIndices where portTypes[i] == .system {
             guard let name = engine.portNames[i] else { continue }
             let current = Int32(bitPattern: if_nametoindex(name))
@@ -258,12 +233,8 @@ final class BridgeRunner: @unchecked Sendable {
         }
     }
 
-    /// Closes a backend that leaves its port, keeping the drops only it counted in the bridge's
-    /// counters.
+    /// Closes a backend that left its port (the engine kept the events it counted).
     func retire(_ device: SwitchPort) {
-        device.readKernelStatistics()
-        engine.countDrop(.truncated, device.truncatedFrames)
-        engine.countDrop(.rxRingFull, device.ringFullDrops)
         device.close()
     }
 

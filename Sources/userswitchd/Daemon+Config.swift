@@ -94,9 +94,6 @@ extension Daemon {
             guard r.sync({ $0.engine.portIndex(named: port) != nil }) else {
                 throw CommandError("bridge '\(bridge)' has no port '\(port)'")
             }
-            if let guest {
-                do throws(ConfigurationError) { try guest.validate() } catch { throw CommandError(error.message) }
-            }
             portGuests[port] = guest
             return .done
         case .configuration:
@@ -111,7 +108,6 @@ extension Daemon {
 
     /// `userswitchctl apply FILE`: all or nothing.
     func apply(_ target: SwitchConfiguration) throws {
-        do throws(ConfigurationError) { try target.validate() } catch { throw CommandError(error.message) }
         let before = snapshot()
         do {
             try converge(to: target)

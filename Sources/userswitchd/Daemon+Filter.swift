@@ -76,9 +76,6 @@ extension Daemon {
 
         case .addPortWithAddresses(let bridge, let port, let type, let vlan, let info):
             let ips = try Daemon.parseAddresses(info.ips)
-            for m in info.macs where m.isMulticast || m.isZero {
-                throw CommandError("invalid guest MAC \(m): must be a unicast, non-zero address")
-            }
             _ = try execute(.addPort(bridge: bridge, port: port, type: type, vlan: vlan))
             let addresses = PortAddresses(macs: info.macs, ipv4: ips.0, ipv6: ips.1, antiSpoofing: info.antiSpoofing)
             bridges[bridge]?.sync { runner in

@@ -77,11 +77,23 @@ final class PersistenceTests: LabTestCase {
         XCTAssertFalse(try state(lab).contains(second))
     }
 
+    func testAWrongCommandLineExitsWithUsageStatus() throws {
+        let lab = try XCTUnwrap(lab)
+        for args in [["--no-such-option"], ["--spin-us", "many"], ["--socket"], ["--log-level", "loud"]] {
+            let r = try Command.run(lab.binary("userswitchd"), args, timeout: 10)
+            XCTAssertEqual(r.status, 64, "EX_USAGE for \(args): \(r.output)")
+            XCTAssertTrue(r.output.contains("usage: userswitchd"), r.output)
+        }
+        let help = try Command.run(lab.binary("userswitchd"), ["--help"], timeout: 10)
+        XCTAssertEqual(help.status, 0)
+        XCTAssertTrue(help.output.contains("--spin-us N"), help.output)
+    }
+
     func testACorruptFileKeepsTheDaemonFromStarting() throws {
         let lab = try XCTUnwrap(lab)
         try "{\"bridges\": [{\"name\": \"\(lab.bridge)\", \"ports\": [\n".write(toFile: lab.configPath, atomically: true, encoding: .utf8)
         let r = try Command.run(lab.binary("userswitchd"), ["--socket", lab.socketPath, "--config", lab.configPath], timeout: 10)
-        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.status, 78, "EX_CONFIG: systemd's RestartPreventExitStatus tells it from a crash")
         XCTAssertTrue(r.output.contains("refusing to start: \(lab.configPath): not valid JSON: line 2, column 1"), r.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: lab.socketPath), "the control socket was served")
 
@@ -92,7 +104,7 @@ final class PersistenceTests: LabTestCase {
         """
         try config.write(toFile: lab.configPath, atomically: true, encoding: .utf8)
         let r2 = try Command.run(lab.binary("userswitchd"), ["--socket", lab.socketPath, "--config", lab.configPath], timeout: 10)
-        XCTAssertEqual(r2.status, 1)
+        XCTAssertEqual(r2.status, 78)
         XCTAssertTrue(r2.output.contains("bridges[1] '\(lab.prefix)b2': ports[0] '\(lab.prefix)x1': port is also on bridge '\(lab.bridge)'"), r2.output)
     }
 

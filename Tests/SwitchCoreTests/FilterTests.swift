@@ -3,6 +3,7 @@
 // and anti-spoofing stages through MemoryPorts.
 
 import SwitchCore
+import SwitchTesting
 import XCTest
 
 private func cmd(_ line: String) throws -> FilterCommand { try FilterParser.parseCommand(line: line) }
@@ -38,8 +39,8 @@ private func judge(_ set: FilterRuleSet, _ frame: [UInt8], chain: Int = FilterPr
                    inPort: Int = 0, outPort: Int = 1) -> (Bool, FilterProgram) {
     let p = FilterProgram(set, portNames: ports, bridgeName: "xenbr0")
     let v = frame.withUnsafeBytes { b in
-        p.allows(chain: chain, frame: b.baseAddress!, length: frame.count, tagLength: frame[12] == 0x81 ? 4 : 0,
-                 inPort: inPort, outPort: outPort)
+        p.allows(chain: chain, frame: b.baseAddress!, length: frame.count,
+                 info: FrameInfo(parsing: b.baseAddress!, length: frame.count), inPort: inPort, outPort: outPort)
     }
     return (v, p)
 }
@@ -285,7 +286,10 @@ final class FilterEvaluationTests: XCTestCase {
         let spoof = ipv4Frame(src: Frame.host(9), from: [10, 0, 0, 8], to: [10, 9, 1, 1])
         let blocked = ipv4Frame(src: Frame.host(8), from: [10, 0, 0, 8], to: [10, 9, 0, 43])
         func run(_ f: [UInt8]) -> Bool {
-            f.withUnsafeBytes { p.allows(chain: 1, frame: $0.baseAddress!, length: f.count, tagLength: 0, inPort: 7, outPort: 8) }
+            f.withUnsafeBytes {
+                p.allows(chain: 1, frame: $0.baseAddress!, length: f.count,
+                         info: FrameInfo(parsing: $0.baseAddress!, length: f.count), inPort: 7, outPort: 8)
+            }
         }
         XCTAssertTrue(run(ok)); XCTAssertFalse(run(spoof)); XCTAssertFalse(run(blocked))
         let c = p.counters

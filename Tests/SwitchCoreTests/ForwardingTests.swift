@@ -3,6 +3,7 @@
 // for every frame, port down/up.
 
 import SwitchCore
+import SwitchTesting
 import XCTest
 
 final class ForwardingTests: XCTestCase {
@@ -243,6 +244,82 @@ final class ForwardingTests: XCTestCase {
         assertDrops(lab, [.txQueueFull: 2])
         XCTAssertEqual(lab.counters(1).txFrames, 1, "only what was queued is counted as sent")
         XCTAssertEqual(lab.counters(0).rxFrames, 3)
+    }
+
+    /// An entry the egress port cannot take because it is too long is counted as `tx-oversize`,
+    /// not as a full queue, and the frames after it in the same batch still go out with their
+    /// bytes counted (the port reports per entry; it does not stop at the first refusal).
+    func testOversizeFrameIsCountedAsOversizeAndTheRestStillGoOut() throws {
+        let engine = BridgeEngine<MemoryPort>(settings: BridgeSettings(), maxPorts: 4)
+        let a = MemoryPort(), b = MemoryPort(bufferSize: 128)
+        _ = try engine.addPort(name: "a", mode: .defaultAccess, device: a)
+        _ = try engine.addPort(name: "b", mode: .defaultAccess, device: b)
+        b.inject(Frame.ethernet(dst: .broadcast, src: h2))
+        engine.poll(port: 1, now: 0)
+        _ = a.drain()
+        let frames = [Frame.ethernet(dst: h2, src: h1, payload: Frame.payload(1, length: 46)),   // 60 bytes
+                      Frame.ethernet(dst: h2, src: h1, payload: Frame.payload(2, length: 286)),  // 300: too long for b
+                      Frame.ethernet(dst: h2, src: h1, payload: Frame.payload(3, length: 66))]   // 80 bytes
+        for f in frames { a.inject(f) }
+        engine.poll(port: 0, now: 0)
+        XCTAssertEqual(b.drain(), [frames[0], frames[2]], "the frame after the oversize one is sent")
+        let c = engine.portCounters(1)
+        XCTAssertEqual(c.txFrames, 2)
+        XCTAssertEqual(c.txBytes, 140, "bytes of the two frames sent, not of the first two entries")
+        XCTAssertEqual(c.txOversize, 1)
+        XCTAssertEqual(c.txQueueFull, 0)
+        XCTAssertEqual(engine.dropCounters[.txOversize], 1)
+        XCTAssertEqual(engine.dropCounters[.txQueueFull], 0)
+    }
+
+    /// A backend's own events stay on the port when the backend leaves it (interface gone), add up
+    /// with its successor's, and stay in the bridge's drop totals after the port is removed.
+    func testBackendEventsSurviveReattachAndRemoval() throws {
+        let engine = BridgeEngine<MemoryPort>(settings: BridgeSettings(), maxPorts: 4)
+        let first = MemoryPort()
+        first.events.rxTruncated = 3
+        first.events.rxRingFull = 5
+        first.events.txSendErrors = 1
+        let i = try engine.addPort(name: "a", mode: .defaultAccess, device: first)
+        XCTAssertEqual(engine.portEvents(i).rxTruncated, 3)
+        engine.setDevice(i, nil)
+        XCTAssertEqual(engine.portEvents(i), first.events, "kept while the port is down")
+        let second = MemoryPort()
+        second.events.rxTruncated = 2
+        second.events.rxRunts = 4
+        engine.setDevice(i, second)
+        let e = engine.portEvents(i)
+        XCTAssertEqual(e.rxTruncated, 5)
+        XCTAssertEqual(e.rxRingFull, 5)
+        XCTAssertEqual(e.rxRunts, 4)
+        XCTAssertEqual(e.txSendErrors, 1)
+        XCTAssertEqual(engine.dropCounters[.truncated], 5)
+        XCTAssertEqual(engine.dropCounters[.rxRingFull], 5)
+        XCTAssertEqual(engine.dropCounters[.runt], 4)
+        try engine.removePort(i)
+        XCTAssertEqual(engine.dropCounters[.truncated], 5, "a removed port's drops stay in the bridge's totals")
+        XCTAssertEqual(engine.dropCounters[.runt], 4)
+    }
+
+    /// Classification records each frame's payload ethertype and network-layer offset once, for
+    /// every later stage (`FrameInfo`, 8 bytes).
+    func testClassifyRecordsEtherTypeAndNetworkOffset() throws {
+        XCTAssertEqual(MemoryLayout<FrameInfo>.size, 8)
+        XCTAssertEqual(MemoryLayout<FrameInfo>.stride, 8)
+        let lab = try Lab([.trunk(allowed: [10], native: 1), .access(1), .access(10)])
+        let untagged = Frame.ethernet(dst: .broadcast, src: h1, type: 0x0806)
+        let tagged = Frame.tagged(dst: .broadcast, src: h2, vid: 10, pcp: 5, type: 0x86DD)
+        lab.ports[0].inject(untagged)
+        lab.ports[0].inject(tagged)
+        lab.engine.poll(port: 0, now: 0)
+        let info = lab.engine.batch.info.base
+        XCTAssertEqual(info[0], FrameInfo(vlan: 1, etherType: 0x0806, pcp: 0, tagLength: 0, l3Offset: 14))
+        XCTAssertEqual(info[1], FrameInfo(vlan: 10, etherType: 0x86DD, pcp: 5, tagLength: 4, l3Offset: 18))
+        XCTAssertEqual(info[1].outerEtherType, 0x8100)
+        tagged.withUnsafeBytes {
+            XCTAssertEqual(FrameInfo(parsing: $0.baseAddress!, length: tagged.count),
+                           FrameInfo(vlan: 10, etherType: 0x86DD, pcp: 5, tagLength: 4, l3Offset: 18))
+        }
     }
 
     func testLargeBacklogIsProcessedInBatches() throws {

@@ -6,6 +6,7 @@
 // port must come out of a trunk as `Frame.tagged(...)` of the same addresses, type and payload).
 
 import SwitchCore
+import SwitchTesting
 import XCTest
 
 enum Frame {

@@ -2,6 +2,7 @@
 // that move with the tag), on their own and through a MemoryPort forward.
 
 import SwitchCore
+import SwitchTesting
 import XCTest
 
 final class FrameRewriteTests: XCTestCase {

@@ -5,6 +5,7 @@
 
 // @testable for `home(_:)`, so that the colliding keys of the batched-lookup tests really collide.
 @testable import SwitchCore
+import SwitchTesting
 import XCTest
 
 final class MACTableTests: XCTestCase {

@@ -4,6 +4,7 @@
 import XCTest
 import Foundation
 @testable import SwitchIO
+import SwitchTesting
 import SwitchCore
 
 final class PcapPortTests: XCTestCase {
@@ -64,8 +65,8 @@ final class PcapPortTests: XCTestCase {
         XCTAssertEqual(seen, frames)
         XCTAssertTrue(port.atEndOfInput)
         XCTAssertNil(port.inputError)
-        XCTAssertEqual(port.counters.receivedFrames, 3)
-        XCTAssertEqual(port.counters.receivedBytes, UInt64(frames.reduce(0) { $0 + $1.count }))
+        XCTAssertEqual(sizes.reduce(0, +), 3)
+        XCTAssertEqual(seen.reduce(0) { $0 + $1.count }, frames.reduce(0) { $0 + $1.count })
         XCTAssertEqual(port.receive(into: batch), 0, "stays at end")
     }
 
@@ -80,7 +81,7 @@ final class PcapPortTests: XCTestCase {
         XCTAssertEqual(port.receive(into: batch), 1)
         XCTAssertEqual(Array(UnsafeRawBufferPointer(start: batch.frames[0], count: Int(batch.lengths[0]))), Self.tagged)
         XCTAssertEqual(port.receive(into: batch), 0)
-        XCTAssertEqual(port.counters.skippedFrames, 1)
+        XCTAssertEqual(port.events.rxTruncated, 1)
     }
 
     /// Replays a capture and sends every frame out of an output port with a tag push, a pop, a
@@ -92,16 +93,16 @@ final class PcapPortTests: XCTestCase {
         let batch = PacketBatch(capacity: 8)
         XCTAssertEqual(input.receive(into: batch), 3)
         // What classification would have written: frame 1 carries a 4-byte tag.
-        batch.tagLength[0] = 0
-        batch.tagLength[1] = 4
-        batch.tagLength[2] = 0
+        batch.info[0].tagLength = 0
+        batch.info[1].tagLength = 4
+        batch.info[2].tagLength = 0
         let entries = [
             EgressEntry(frame: 0, tci: 10),             // push VLAN 10
             EgressEntry(frame: 1, tci: 0),              // pop
             EgressEntry(frame: 2, tci: 0),              // stays untagged
             EgressEntry(frame: 1, tci: 5 << 13 | 20),   // re-tag: PCP 5, VLAN 20
         ]
-        XCTAssertEqual(entries.withUnsafeBufferPointer { output.transmit(batch, entries: $0.baseAddress!, count: 4) }, 4)
+        XCTAssertEqual(output.transmit(batch, entries), [.queued, .queued, .queued, .queued])
         XCTAssertEqual(try PcapFile.read(path("out.pcap")), [], "nothing is written before flush")
         output.flush()
         input.releaseReceived()
@@ -112,12 +113,9 @@ final class PcapPortTests: XCTestCase {
                                   payload: Array(repeating: 0x5a, count: 28) + Array(repeating: 0, count: 18))
         let pushed = Self.frame(dst: Self.macB, src: Self.macA, tag: 10, type: 0x0800, payload: Array(0..<46))
         XCTAssertEqual(try PcapFile.read(path("out.pcap")), [pushed, untaggedArp, Self.marker, retagged])
-        XCTAssertEqual(output.counters.transmittedFrames, 4)
 
         // A second batch appends to the same capture.
-        XCTAssertEqual([EgressEntry(frame: 2, tci: 0)].withUnsafeBufferPointer {
-            output.transmit(batch, entries: $0.baseAddress!, count: 1)
-        }, 1)
+        XCTAssertEqual(output.transmit(batch, [EgressEntry(frame: 2, tci: 0)]), [.queued])
         output.close()
         output.close()  // idempotent
         XCTAssertEqual(try PcapFile.read(path("out.pcap")).count, 5, "close flushes what was queued")
@@ -130,11 +128,9 @@ final class PcapPortTests: XCTestCase {
         let batch = PacketBatch(capacity: 4)
         XCTAssertEqual(input.receive(into: batch), 1)
         let entries = [EgressEntry](repeating: EgressEntry(frame: 0, tci: 0), count: 3)
-        XCTAssertEqual(entries.withUnsafeBufferPointer { output.transmit(batch, entries: $0.baseAddress!, count: 3) }, 2)
-        XCTAssertEqual(output.counters.transmitDropped, 1)
+        XCTAssertEqual(output.transmit(batch, entries), [.queued, .queued, .ringFull])
         output.flush()
-        XCTAssertEqual(entries.withUnsafeBufferPointer { output.transmit(batch, entries: $0.baseAddress!, count: 1) }, 1,
-                       "flush frees the buffers")
+        XCTAssertEqual(output.transmit(batch, Array(entries.prefix(1))), [.queued], "flush frees the buffers")
         output.flush()
         XCTAssertEqual(try PcapFile.read(path("out.pcap")), [Self.marker, Self.marker, Self.marker])
     }
@@ -148,8 +144,7 @@ final class PcapPortTests: XCTestCase {
         XCTAssertEqual(outputOnly.receive(into: batch), 0)
         XCTAssertEqual(inputOnly.receive(into: batch), 1)
         let entry = [EgressEntry(frame: 0, tci: 0)]
-        XCTAssertEqual(entry.withUnsafeBufferPointer { inputOnly.transmit(batch, entries: $0.baseAddress!, count: 1) }, 0)
-        XCTAssertEqual(inputOnly.counters.transmitDropped, 1)
+        XCTAssertEqual(inputOnly.transmit(batch, entry), [.error], "no output file: nothing can be sent")
         inputOnly.flush()
     }
 

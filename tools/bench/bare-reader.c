@@ -1,19 +1,15 @@
 // bare-reader: the cheapest reader a userspace switch port can be, for the harness's generator
 // ceiling (tools/bench/README.md, "Generator ceiling").
 //
-//   [BACKOFF=N] bare-reader IFNAME ring|ring-userswitch|ring-fanout|ring-v3|recvmmsg|none [SLOTS SLOT_SIZE]
+//   [BACKOFF=N] bare-reader IFNAME ring|ring-userswitch|ring-v3|recvmmsg|none [SLOTS SLOT_SIZE]
 //
 // Binds one AF_PACKET socket (ETH_P_ALL) to IFNAME and reads every frame until SIGINT/SIGTERM,
 // busy-polling on one CPU, touching the first byte of each frame and nothing else: no switching,
 // no transmit. `ring` reads a TPACKET_V2 RX ring of the same shape as userswitch's small ring
 // (4096 slots of 2 KiB, or SLOTS slots of SLOT_SIZE bytes: reader-ceiling.sh compares
 // geometries); `ring-userswitch` reads the same ring with userswitch's socket setup around it
-// (PacketSocketPort.swift, "One RX socket": PACKET_VNET_HDR and PACKET_COPY_THRESH), so that the
-// kernel does per frame what it does for userswitch; `ring-fanout` with the earlier two-socket
-// setup ("Two RX sockets": PACKET_VNET_HDR, and a second "bulk" socket created first and joined
-// with this one in a PACKET_FANOUT_CBPF group whose program sends frames longer than a small
-// slot, 2048 - 96 bytes of headroom, to the bulk socket, which is not read: the sink's frames are
-// all small);
+// (PacketSocketPort+Receive.swift, "One RX socket": PACKET_VNET_HDR and PACKET_COPY_THRESH), so
+// that the kernel does per frame what it does for userswitch;
 // `ring-v3` reads a TPACKET_V3 ring (SLOTS blocks of SLOT_SIZE bytes, default 16 of 512 KiB),
 // where the kernel packs frames into a block and hands the block over whole, so the reader writes
 // one status word per block instead of one per frame;
@@ -28,7 +24,6 @@
 // context), which is what the ceiling measures.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
@@ -42,9 +37,6 @@
 #include <unistd.h>
 
 enum { DEFAULT_SLOTS = 4096, DEFAULT_SLOT_SIZE = 2048, BLOCK_SIZE = 1 << 16, BATCH = 64, BUFFER = 2048 };
-#ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
-#define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
-#endif
 
 static volatile sig_atomic_t stopping;
 static void on_signal(int sig) { (void)sig; stopping = 1; }
@@ -57,9 +49,9 @@ static double seconds(void) {
 
 int main(int argc, char **argv) {
     if ((argc != 3 && argc != 5) ||
-        (strcmp(argv[2], "ring") && strcmp(argv[2], "ring-userswitch") && strcmp(argv[2], "ring-fanout") &&
-         strcmp(argv[2], "ring-v3") && strcmp(argv[2], "recvmmsg") && strcmp(argv[2], "none"))) {
-        fprintf(stderr, "usage: bare-reader IFNAME ring|ring-userswitch|ring-fanout|ring-v3|recvmmsg|none [SLOTS SLOT_SIZE]\n");
+        (strcmp(argv[2], "ring") && strcmp(argv[2], "ring-userswitch") && strcmp(argv[2], "ring-v3") &&
+         strcmp(argv[2], "recvmmsg") && strcmp(argv[2], "none"))) {
+        fprintf(stderr, "usage: bare-reader IFNAME ring|ring-userswitch|ring-v3|recvmmsg|none [SLOTS SLOT_SIZE]\n");
         return 2;
     }
     unsigned slots = DEFAULT_SLOTS, slot_size = DEFAULT_SLOT_SIZE;
@@ -88,26 +80,16 @@ int main(int argc, char **argv) {
     }
     int ring = strcmp(argv[2], "recvmmsg") != 0 && !v3;
     int as_userswitch = !strcmp(argv[2], "ring-userswitch");
-    int with_fanout = !strcmp(argv[2], "ring-fanout");
     unsigned ifindex = if_nametoindex(argv[1]);
     if (!ifindex) { perror(argv[1]); return 1; }
     struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)ifindex };
-    // The two-socket setup's bulk socket is created and joins first (member 0, the long frames).
-    int bulk = -1;
-    if (with_fanout) {
-        bulk = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
-        if (bulk < 0 || bind(bulk, (struct sockaddr *)&sll, sizeof sll)) { perror("bulk socket"); return 1; }
-    }
     int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
     if (fd < 0) { perror("socket"); return 1; }
-    if (as_userswitch || with_fanout) {
-        int on = 1;
-        if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &on, sizeof on)) { perror("PACKET_VNET_HDR"); return 1; }
-    }
     if (as_userswitch) {
+        int on = 1, bytes = 8 << 20;
+        if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &on, sizeof on)) { perror("PACKET_VNET_HDR"); return 1; }
         // Long frames would be queued on the socket (none in the sink): the kernel checks the
         // threshold per frame all the same.
-        int on = 1, bytes = 8 << 20;
         if (setsockopt(fd, SOL_PACKET, PACKET_COPY_THRESH, &on, sizeof on)) { perror("PACKET_COPY_THRESH"); return 1; }
         setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes);
     }
@@ -139,21 +121,6 @@ int main(int argc, char **argv) {
         setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes);
     }
     if (bind(fd, (struct sockaddr *)&sll, sizeof sll)) { perror("bind"); return 1; }
-    if (with_fanout) {
-        // The fanout program runs before the MAC header is pushed back: lengths count from the
-        // network header, so a 2 KiB slot's limit is compared less the Ethernet header.
-        struct sock_filter program[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
-            BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, slot_size - 96 - ETH_HLEN, 0, 1),
-            BPF_STMT(BPF_RET | BPF_K, 0),
-            BPF_STMT(BPF_RET | BPF_K, 1),
-        };
-        struct sock_fprog fprog = { .len = 4, .filter = program };
-        int group = (getpid() & 0xffff) | ((PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16);
-        if (setsockopt(bulk, SOL_PACKET, PACKET_FANOUT, &group, sizeof group) ||
-            setsockopt(bulk, SOL_PACKET, PACKET_FANOUT_DATA, &fprog, sizeof fprog) ||
-            setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &group, sizeof group)) { perror("PACKET_FANOUT"); return 1; }
-    }
     struct sigaction sa = { .sa_handler = on_signal };
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

@@ -189,6 +189,7 @@ class UserSwitch(Switch):
     name = "userswitch"
     env = {}
     bindir = None
+    daemon_args = []  # extra userswitchd options (a variant's ARGS=)
     fdb_capacity = None  # None: the daemon's default
 
     def start(self):
@@ -196,7 +197,8 @@ class UserSwitch(Switch):
         self.sock = os.path.join(self.lab.work, f"userswitchd-{time.monotonic_ns()}.sock")
         self.log = os.path.join(self.lab.work, "userswitchd.log")
         self.proc = self.lab.spawn(self.lab.ns(self.lab.sw, [os.path.join(bindir, "userswitchd"),
-                                                             "--socket", self.sock, "--log-level", "warning"]),
+                                                             "--socket", self.sock, "--log-level", "warning"]
+                                                            + list(self.daemon_args)),
                                    log=self.log,
                                    # Its own saved configuration in the work directory: the daemon
                                    # restores and saves it, and must not touch the machine's.
@@ -981,7 +983,8 @@ def main():
                     help="addresses every switch's FDB is sized for, where configurable (default 1048576)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE[,VAR=VALUE]",
                     help="also run userswitch with these environment variables, as switch userswitch@NAME "
-                         "(before/after comparisons in one run); BIN=DIR runs the binaries in DIR instead")
+                         "(before/after comparisons in one run); BIN=DIR runs the binaries in DIR instead "
+                         "(another build), ARGS='--spin-us 0' adds userswitchd options")
     args = ap.parse_args()
     q = args.quick
     args.rounds = args.rounds or (1 if q else 3)
@@ -1001,6 +1004,8 @@ def main():
         attrs = {"name": key, "env": env}
         if "BIN" in env:
             attrs["bindir"] = env.pop("BIN")
+        if "ARGS" in env:
+            attrs["daemon_args"] = env.pop("ARGS").split()
         SWITCH_CLASSES[key] = type(f"UserSwitch_{name}", (UserSwitch,), attrs)
         LABELS[key] = f"userswitch [{name}]"
         if key not in switches:

@@ -27,11 +27,12 @@ remove_lab() {
 
 # start_userswitch PREFIX N BIN WORKDIR [COMMAND...]: userswitchd from BIN, started through COMMAND
 # if given (`env VAR=VALUE`, `taskset -c 1`), with its socket, saved configuration and log in
-# WORKDIR, and bridge br0 with ports PREFIXs1..N. Sets D (its pid, for remove_lab) and C (the
-# userswitchctl command for it). Fails if the bridge or a port cannot be added.
+# WORKDIR, extra userswitchd options from DAEMON_ARGS (`--spin-us 0`), and bridge br0 with ports
+# PREFIXs1..N. Sets D (its pid, for remove_lab) and C (the userswitchctl command for it). Fails if
+# the bridge or a port cannot be added.
 start_userswitch() {
   local p=$1 n=$2 b=$3 w=$4 i; shift 4
-  "$@" "$b/userswitchd" --socket "$w/ctl.sock" --config "$w/config.json" 2> "$w/userswitchd.log" & D=$!
+  "$@" "$b/userswitchd" --socket "$w/ctl.sock" --config "$w/config.json" ${DAEMON_ARGS:-} 2> "$w/userswitchd.log" & D=$!
   sleep 0.5
   C="$b/userswitchctl --socket $w/ctl.sock"
   $C add-br br0 || return 1

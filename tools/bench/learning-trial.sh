@@ -2,7 +2,7 @@
 # learning-trial.sh: one RFC 2889-style learning trial on userswitch alone, small enough to rerun
 # by hand while investigating (the harness's rfc2889 workload does the same across switches).
 #
-#   B=.build/release N=4096 R=100000 [PIN=1] [DENV="USERSWITCH_SPIN_US=..."] tools/bench/learning-trial.sh
+#   B=.build/release N=4096 R=100000 [PIN=1] [DENV="VAR=VALUE ..."] [DAEMON_ARGS="--spin-us 0"] tools/bench/learning-trial.sh
 #
 # Three hosts in namespaces on one bridge. Phase 1: h1 sends N frames from N new source MACs to a
 # MAC learned on h2's port, at R frames/s (trafgen's rate-limited mode). Phase 2: h2 sends one frame

@@ -10,7 +10,7 @@
 #
 #   [ROUNDS=6] [SECS=3] [PERF=1|sender] [TOP=12] [READERS="ring:4096x2048 ring:4096x256 recvmmsg uring"] tools/bench/reader-ceiling.sh
 #
-# A reader is a bare-reader.c mode (none, ring, ring-userswitch, ring-fanout, ring-v3, recvmmsg):
+# A reader is a bare-reader.c mode (none, ring, ring-userswitch, ring-v3, recvmmsg):
 # the V2 rings optionally with SLOTSxSLOT_SIZE (default 4096x2048, userswitch's small ring), the V3
 # ring with BLOCKSxBLOCK_SIZE (default 16x524288), and a ring reader with `+N` (`ring+200`) waits
 # N pause instructions after a pass that found the ring empty, instead of looking at the head

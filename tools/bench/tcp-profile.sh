@@ -12,7 +12,7 @@
 # userswitch's port counters. Everything it creates is removed on exit (the daemon by its pid).
 #   PERF=1 SORT=comm                               CPU time per command (userswitchd, iperf3, idle)
 #   PERF=1 SORT=symbol REPORT="--children --comm userswitchd"   where the daemon's time goes
-#   DAEMON_ENV=USERSWITCH_TX_THREAD=0              every TX kick inline on the bridge thread
+#   B=DIR of another build (e.g. one whose TX kicks are all inline) compares designs
 set -u
 SWITCH=${SWITCH:-userswitch}; B=${B:-.build/release}; SECS=${SECS:-4}; TX=${TX:-off}
 P=tp$$; W=$(mktemp -d /tmp/usw-tcpprof.XXXXXX); D=; C=

@@ -16,10 +16,11 @@
 // Allocation: every buffer and table is built before `startMeasurement`, so mallocs inside the
 // measured loop are the per-frame path's own. The forwarding benchmarks carry a static threshold
 // of 0 mallocs (Thresholds/, checked by `swift package benchmark thresholds check`): steady-state
-// forwarding allocates nothing (DESIGN.md, "The dataplane").
+// forwarding allocates nothing (docs/architecture.md, "The dataplane").
 
 import Benchmark
 import SwitchCore
+import SwitchTesting
 
 /// A 64-byte frame (the minimum Ethernet frame without FCS) with an 802.1Q tag for VLAN 10.
 private func makeTaggedFrame(into p: UnsafeMutableRawPointer) {

@@ -56,28 +56,6 @@ static const uint32_t CLinuxNet_TP_STATUS_SEND_REQUEST = TP_STATUS_SEND_REQUEST;
 static const uint32_t CLinuxNet_TP_STATUS_SENDING = TP_STATUS_SENDING;
 static const uint32_t CLinuxNet_TP_STATUS_WRONG_FORMAT = TP_STATUS_WRONG_FORMAT;
 
-/// Attaches a classic BPF socket filter to packet socket `fd` that accepts whole frames whose length
-/// (skb->len: from the MAC header, without a tag the kernel stripped) is above `limit` when
-/// `accept_longer` is non-zero, or at most `limit` otherwise, and drops the rest before they reach
-/// the socket's ring. Two sockets on one interface with complementary filters split its frames by
-/// size, each frame reaching exactly one of them. Returns setsockopt's result (errno set on -1).
-int CLinuxNet_attach_length_filter(int fd, uint32_t limit, int accept_longer);
-
-/// Gives the fanout group of packet socket `fd` (joined with PACKET_FANOUT_CBPF) a classic BPF
-/// program (PACKET_FANOUT_DATA) that sends frames longer than `limit` to member 0 and the others
-/// to member 1: the same split as the two length filters, decided once per frame for the group
-/// instead of once per socket. Returns setsockopt's result (errno set on -1).
-int CLinuxNet_set_fanout_length_program(int fd, uint32_t limit);
-
-// Fanout (linux/if_packet.h). PACKET_FANOUT_FLAG_IGNORE_OUTGOING is Linux 6.2; older headers lack it.
-#ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
-#define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
-#endif
-static const int CLinuxNet_PACKET_FANOUT = PACKET_FANOUT;
-static const int CLinuxNet_PACKET_FANOUT_CBPF = PACKET_FANOUT_CBPF;
-static const int CLinuxNet_PACKET_FANOUT_FLAG_UNIQUEID = PACKET_FANOUT_FLAG_UNIQUEID;
-static const int CLinuxNet_PACKET_FANOUT_FLAG_IGNORE_OUTGOING = PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
-
 /// TPACKET_ALIGNMENT: ring frames and the data in them are aligned to this.
 static const int CLinuxNet_TPACKET_ALIGNMENT = TPACKET_ALIGNMENT;
 /// TPACKET2_HDRLEN: struct tpacket2_hdr (aligned) followed by struct sockaddr_ll.

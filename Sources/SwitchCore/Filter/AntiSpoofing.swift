@@ -56,21 +56,21 @@ public struct PortAddresses: Equatable, Sendable {
 public final class AntiSpoofTable {
     let maxPorts: Int
     /// Per port: enforced, and (start, count) into each pool.
-    let enforced: UnsafeMutablePointer<Bool>
-    let macRange: UnsafeMutablePointer<(Int32, Int32)>
-    let v4Range: UnsafeMutablePointer<(Int32, Int32)>
-    let v6Range: UnsafeMutablePointer<(Int32, Int32)>
-    let macs: UnsafeMutablePointer<UInt64>
-    let v4: UnsafeMutablePointer<IPv4Prefix>
-    let v6: UnsafeMutablePointer<IPv6Prefix>
+    let enforced: FixedArray<Bool>
+    let macRange: FixedArray<(Int32, Int32)>
+    let v4Range: FixedArray<(Int32, Int32)>
+    let v6Range: FixedArray<(Int32, Int32)>
+    let macs: FixedArray<UInt64>
+    let v4: FixedArray<IPv4Prefix>
+    let v6: FixedArray<IPv6Prefix>
     public let anyEnforced: Bool
 
     public init(_ ports: [PortAddresses?]) {
         maxPorts = ports.count
-        enforced = .allocate(capacity: max(1, ports.count))
-        macRange = .allocate(capacity: max(1, ports.count))
-        v4Range = .allocate(capacity: max(1, ports.count))
-        v6Range = .allocate(capacity: max(1, ports.count))
+        enforced = FixedArray(repeating: false, count: ports.count)
+        macRange = FixedArray(repeating: (0, 0), count: ports.count)
+        v4Range = FixedArray(repeating: (0, 0), count: ports.count)
+        v6Range = FixedArray(repeating: (0, 0), count: ports.count)
         var m: [UInt64] = [], a: [IPv4Prefix] = [], b: [IPv6Prefix] = []
         var any = false
         for (i, p) in ports.enumerated() {
@@ -82,14 +82,9 @@ public final class AntiSpoofTable {
             v6Range[i] = (Int32(b.count), Int32(p?.ipv6.count ?? 0)); b += p?.ipv6 ?? []
         }
         anyEnforced = any
-        macs = .allocate(capacity: max(1, m.count)); macs.initialize(from: m, count: m.count)
-        v4 = .allocate(capacity: max(1, a.count)); v4.initialize(from: a, count: a.count)
-        v6 = .allocate(capacity: max(1, b.count)); v6.initialize(from: b, count: b.count)
-    }
-
-    deinit {
-        enforced.deallocate(); macRange.deallocate(); v4Range.deallocate(); v6Range.deallocate()
-        macs.deallocate(); v4.deallocate(); v6.deallocate()
+        macs = FixedArray(m)
+        v4 = FixedArray(a)
+        v6 = FixedArray(b)
     }
 
     @inline(__always)
@@ -121,41 +116,41 @@ public final class AntiSpoofTable {
         return false
     }
 
-    /// Why a frame from `port` must be dropped, or nil. `l3` is the offset of the ethertype field
-    /// that precedes the network header (12, or 16 behind an 802.1Q tag).
+    /// Why a frame from `port` must be dropped, or nil. `info` is what classification recorded:
+    /// the payload's ethertype and where its network header starts (behind an 802.1Q tag or not).
     @inline(__always)
-    public func violation(port: Int, frame f: UnsafeRawPointer, length len: Int, l3 typeOffset: Int) -> DropReason? {
+    public func violation(port: Int, frame f: UnsafeRawPointer, length len: Int, info: FrameInfo) -> DropReason? {
         if !macAllowed(port, MACAddress(loadingFrom: f + 6).rawValue) { return .spoofedSourceMAC }
-        if len < typeOffset + 2 { return nil }
-        let type = FilterProgram.be16(f, typeOffset)
-        let o = typeOffset + 2
+        let o = Int(info.l3Offset)
+        if len < o { return nil }
+        let type = info.etherType
         switch type {
         case 0x0800:
             if len < o + 20 { return .spoofedSourceIP }
-            let src = FilterProgram.be32(f, o + 12)
+            let src = HeaderBytes.be32(f, o + 12)
             let proto = f.load(fromByteOffset: o + 9, as: UInt8.self)
             let ihl = Int(f.load(fromByteOffset: o, as: UInt8.self) & 0x0F) * 4
             var sport: UInt16 = 0, dport: UInt16 = 0
             if proto == 17 && len >= o + ihl + 4 {
-                sport = FilterProgram.be16(f, o + ihl); dport = FilterProgram.be16(f, o + ihl + 2)
+                sport = HeaderBytes.be16(f, o + ihl); dport = HeaderBytes.be16(f, o + ihl + 2)
             }
             if proto == 17 && sport == 67 { return .rogueDHCPServer }
             if src == 0 && proto == 17 && sport == 68 && dport == 67 { return nil }
             if !v4Allowed(port, src) { return .spoofedSourceIP }
         case 0x0806:
             if len < o + 28 { return .spoofedARP }
-            if FilterProgram.be16(f, o) != 1 || f.load(fromByteOffset: o + 4, as: UInt8.self) != 6
+            if HeaderBytes.be16(f, o) != 1 || f.load(fromByteOffset: o + 4, as: UInt8.self) != 6
                 || f.load(fromByteOffset: o + 5, as: UInt8.self) != 4 { return nil }
             if !macAllowed(port, MACAddress(loadingFrom: f + o + 8).rawValue) { return .spoofedARP }
-            let sip = FilterProgram.be32(f, o + 14)
+            let sip = HeaderBytes.be32(f, o + 14)
             if sip != 0 && !v4Allowed(port, sip) { return .spoofedARP }
         case 0x86DD:
             if len < o + 40 { return .spoofedSourceIP }
-            let h = UInt64(FilterProgram.be32(f, o + 8)) << 32 | UInt64(FilterProgram.be32(f, o + 12))
-            let l = UInt64(FilterProgram.be32(f, o + 16)) << 32 | UInt64(FilterProgram.be32(f, o + 20))
+            let h = UInt64(HeaderBytes.be32(f, o + 8)) << 32 | UInt64(HeaderBytes.be32(f, o + 12))
+            let l = UInt64(HeaderBytes.be32(f, o + 16)) << 32 | UInt64(HeaderBytes.be32(f, o + 20))
             let next = f.load(fromByteOffset: o + 6, as: UInt8.self)
             if next == 58 && len > o + 40 && f.load(fromByteOffset: o + 40, as: UInt8.self) == 134 { return .rogueRouterAdvertisement }
-            if next == 17 && len >= o + 44 && FilterProgram.be16(f, o + 40) == 547 { return .rogueDHCPServer }
+            if next == 17 && len >= o + 44 && HeaderBytes.be16(f, o + 40) == 547 { return .rogueDHCPServer }
             if !v6Allowed(port, h, l) { return .spoofedSourceIP }
         default:
             break

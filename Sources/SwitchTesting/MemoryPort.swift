@@ -1,11 +1,18 @@
-// MemoryPort: an in-memory port, the switch's embedded test and benchmark backend.
+// SwitchTesting: test support for the switch's engines, kept out of the dataplane modules (as
+// swift-nio keeps NIOEmbedded apart). Tests and Benchmarks depend on it; the daemon does not.
+//
+// MemoryPort: an in-memory port, the embedded test and benchmark backend.
 //
 // Frames are injected as bytes and collected as bytes, so unit tests wire a tiny network of
-// MemoryPorts to a BridgeEngine and count what comes out (frames in, frames out, counters).
+// MemoryPorts to an engine and count what comes out (frames in, frames out, counters).
 // Buffers are allocated once; receive and transmit copy into them without allocating, so the
 // benchmarks can run the whole pipeline through MemoryPorts and count mallocs. With `replay` set,
 // received frames are not consumed (the same frames are received again on every call) and
 // transmitted frames are discarded after the copy: a steady-state load with no test harness cost.
+// It keeps the transmit contract of a real port: an entry that does not fit a buffer is refused
+// as `.oversize` and the entries after it are still queued; beyond `txSpace` they are `.ringFull`.
+
+import SwitchCore
 
 public final class MemoryPort: FramePort {
     public let bufferSize: Int
@@ -15,17 +22,19 @@ public final class MemoryPort: FramePort {
     public var replay = false
     /// Transmit slots this port pretends to have free; lower it to simulate a full ring.
     public var txSpace: Int
+    /// Events to report, as a backend would count them (tests set them).
+    public var events = PortEvents()
 
-    let rxPool: UnsafeMutableRawPointer
-    let rxLen: UnsafeMutablePointer<Int>
-    let rxVnet: UnsafeMutablePointer<VirtioNetHeader>
+    let rxPool: FixedBytes
+    let rxLen: FixedArray<Int>
+    let rxVnet: FixedArray<VirtioNetHeader>
     var rxHead = 0
     var rxCount = 0
     var lastReceived = 0
 
-    let txPool: UnsafeMutableRawPointer
-    let txLen: UnsafeMutablePointer<Int>
-    let txVnet: UnsafeMutablePointer<VirtioNetHeader>
+    let txPool: FixedBytes
+    let txLen: FixedArray<Int>
+    let txVnet: FixedArray<VirtioNetHeader>
     var txCount = 0
     public private(set) var flushes = 0
     public private(set) var transmittedTotal = 0
@@ -35,17 +44,12 @@ public final class MemoryPort: FramePort {
         self.rxSlots = rxSlots
         self.txSlots = txSlots
         txSpace = txSlots
-        rxPool = .allocate(byteCount: bufferSize * rxSlots, alignment: 64)
-        rxLen = .allocate(capacity: rxSlots); rxLen.initialize(repeating: 0, count: rxSlots)
-        rxVnet = .allocate(capacity: rxSlots); rxVnet.initialize(repeating: .none, count: rxSlots)
-        txPool = .allocate(byteCount: bufferSize * txSlots, alignment: 64)
-        txLen = .allocate(capacity: txSlots); txLen.initialize(repeating: 0, count: txSlots)
-        txVnet = .allocate(capacity: txSlots); txVnet.initialize(repeating: .none, count: txSlots)
-    }
-
-    deinit {
-        rxPool.deallocate(); rxLen.deallocate(); rxVnet.deallocate()
-        txPool.deallocate(); txLen.deallocate(); txVnet.deallocate()
+        rxPool = FixedBytes(byteCount: bufferSize * rxSlots)
+        rxLen = FixedArray(repeating: 0, count: rxSlots)
+        rxVnet = FixedArray(repeating: .none, count: rxSlots)
+        txPool = FixedBytes(byteCount: bufferSize * txSlots)
+        txLen = FixedArray(repeating: 0, count: txSlots)
+        txVnet = FixedArray(repeating: .none, count: txSlots)
     }
 
     /// Queues a frame to be received; false when the receive queue is full or it is too big.
@@ -53,7 +57,7 @@ public final class MemoryPort: FramePort {
     public func inject(_ bytes: [UInt8], vnet: VirtioNetHeader = .none) -> Bool {
         guard rxCount < rxSlots, bytes.count <= bufferSize else { return false }
         let slot = (rxHead + rxCount) % rxSlots
-        bytes.withUnsafeBytes { (rxPool + slot * bufferSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        bytes.withUnsafeBytes { (rxPool.base + slot * bufferSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         rxLen[slot] = bytes.count
         rxVnet[slot] = vnet
         rxCount += 1
@@ -66,7 +70,7 @@ public final class MemoryPort: FramePort {
         let n = min(rxCount, batch.capacity)
         for k in 0..<n {
             let slot = (rxHead + k) % rxSlots
-            batch.frames[k] = rxPool + slot * bufferSize
+            batch.frames[k] = rxPool.base + slot * bufferSize
             batch.lengths[k] = UInt32(rxLen[slot])
             batch.vnet[k] = rxVnet[slot]
         }
@@ -81,28 +85,28 @@ public final class MemoryPort: FramePort {
         lastReceived = 0
     }
 
-    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int) -> Int {
+    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int,
+                         status: UnsafeMutablePointer<TransmitStatus>) -> Int {
         var sent = 0
         for k in 0..<count {
-            if replay {
-                let e = entries[k]
-                let f = Int(e.frame)
-                _ = FrameRewrite.copy(from: batch.frames[f], length: Int(batch.lengths[f]),
-                                      tagLength: Int(batch.tagLength[f]), tci: e.tci,
-                                      into: txPool, capacity: bufferSize)
-                sent += 1
-                continue
-            }
-            if txCount >= min(txSpace, txSlots) { break }
             let e = entries[k]
             let f = Int(e.frame)
-            let tag = Int(batch.tagLength[f])
+            let tag = Int(batch.info[f].tagLength)
+            if replay {
+                let n = FrameRewrite.copy(from: batch.frames[f], length: Int(batch.lengths[f]), tagLength: tag,
+                                          tci: e.tci, into: txPool.base, capacity: bufferSize)
+                status[k] = n < 0 ? .oversize : .queued
+                if n >= 0 { sent += 1 }
+                continue
+            }
+            if txCount >= min(txSpace, txSlots) { status[k] = .ringFull; continue }
             let n = FrameRewrite.copy(from: batch.frames[f], length: Int(batch.lengths[f]), tagLength: tag,
-                                      tci: e.tci, into: txPool + txCount * bufferSize, capacity: bufferSize)
-            if n < 0 { break }
+                                      tci: e.tci, into: txPool.base + txCount * bufferSize, capacity: bufferSize)
+            if n < 0 { status[k] = .oversize; continue }
             txLen[txCount] = n
             txVnet[txCount] = batch.vnet[f].shifted(by: n - Int(batch.lengths[f]))
             txCount += 1
+            status[k] = .queued
             sent += 1
         }
         transmittedTotal += sent
@@ -111,13 +115,15 @@ public final class MemoryPort: FramePort {
 
     public func flush() { flushes += 1 }
 
+    public func updateEvents() {}
+
     /// Takes every frame transmitted so far (test helper; allocates).
     public func drain() -> [[UInt8]] { drainWithHeaders().map(\.bytes) }
 
     public func drainWithHeaders() -> [(bytes: [UInt8], vnet: VirtioNetHeader)] {
         var out: [(bytes: [UInt8], vnet: VirtioNetHeader)] = []
         for k in 0..<txCount {
-            let p = UnsafeRawBufferPointer(start: txPool + k * bufferSize, count: txLen[k])
+            let p = UnsafeRawBufferPointer(start: txPool.base + k * bufferSize, count: txLen[k])
             out.append((Array(p), txVnet[k]))
         }
         txCount = 0

@@ -1,0 +1,129 @@
+// ConfigurationRules: the one set of rules for what a configuration may say.
+//
+// The daemon's commands (`ControlCommand.validate()`, below, before anything is changed), `apply`
+// and the configuration loader at start (`SwitchConfiguration.validate()`) all judge names, ranges,
+// addresses and rule sets here, so a value the daemon takes over the socket is one its own saved
+// file is taken with at the next start, and the other way round (ConfigurationRulesTests feeds
+// every refusal of one through the other). What depends on the running state (a bridge that
+// exists, a port already on another bridge) is the daemon's to check; the loader checks the same
+// within the file.
+
+import SwitchCore
+
+public enum ConfigurationRules {
+    public static let ageingRange: ClosedRange<UInt32> = 1...1_000_000
+    public static let fdbCapacityRange: ClosedRange<Int> = 1...(1 << 24)
+
+    /// Bridge names: 1-15 letters, digits, '-' or '_' (the bridge's own TAP port may carry its name).
+    public static func isValidBridgeName(_ n: String) -> Bool {
+        !n.isEmpty && n.utf8.count <= 15
+            && n.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+    }
+
+    /// The kernel's dev_valid_name: 1-15 bytes, not `.` or `..`, no '/', ':' or whitespace (and,
+    /// stricter than the kernel, no control characters, so a name prints on one line).
+    public static func isValidInterfaceName(_ n: String) -> Bool {
+        let bytes = Array(n.utf8)
+        let bad = bytes.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7f }
+        return !bytes.isEmpty && bytes.count <= 15 && n != "." && n != ".." && !bad
+    }
+
+    /// An IPv4 or IPv6 address with an optional prefix (`10.0.0.5`, `10.0.1.0/24`,
+    /// `2001:db8::5/64`), as anti-spoofing parses it (`PortAddresses.parseIPs`).
+    public static func isValidAddress(_ text: String) -> Bool {
+        guard !text.isEmpty, !text.contains(where: { $0 == " " || $0 == "," || $0 == "\t" }) else { return false }
+        let parsed = PortAddresses.parseIPs([text])
+        return parsed.bad == nil && parsed.v4.count + parsed.v6.count == 1
+    }
+
+    /// A MAC a port, a guest or a static FDB entry may have: unicast and not all zeros.
+    public static func isValidStationMAC(_ m: MACAddress) -> Bool { !m.isMulticast && !m.isZero }
+
+    /// The problem with a VLAN mode, nil when it is valid.
+    public static func problem(with mode: VLANMode) -> String? {
+        switch mode {
+        case .access(let v):
+            return VLANID.valid.contains(v) ? nil : "invalid VLAN \(v): expected 1 to 4094"
+        case .trunk(let allowed, let native):
+            if allowed.isEmpty { return "a trunk needs at least one VLAN in trunks" }
+            for v in allowed + (native.map { [$0] } ?? []) where !VLANID.valid.contains(v) {
+                return "invalid VLAN \(v): expected 1 to 4094"
+            }
+            return nil
+        }
+    }
+
+    /// The problem with a rule set in ebtables-save text, nil when it parses.
+    public static func problem(withFilterRules text: String) -> String? {
+        do throws(FilterError) { _ = try FilterRuleSet.restore(text: text); return nil } catch { return error.description }
+    }
+}
+
+extension ControlCommand {
+    /// Refuses arguments no running state could make valid, by ConfigurationRules. The daemon calls
+    /// it before it changes anything.
+    public func validate() throws(ConfigurationError) {
+        switch self {
+        case .addBridge(let name, let ageing, let capacity):
+            guard ConfigurationRules.isValidBridgeName(name) else {
+                throw ConfigurationError("invalid bridge name '\(name)': use 1-15 letters, digits, '-' or '_'")
+            }
+            if let a = ageing { try Self.checkAgeing(a) }
+            if let c = capacity, !ConfigurationRules.fdbCapacityRange.contains(c) {
+                throw ConfigurationError("invalid FDB capacity \(c): expected 1 to 16777216 entries")
+            }
+        case .addPort(_, let port, _, let vlan):
+            try Self.checkPort(port, vlan)
+        case .addPortWithAddresses(_, let port, _, let vlan, let addresses):
+            try Self.checkPort(port, vlan)
+            try Self.checkAddresses(macs: addresses.macs, ips: addresses.ips)
+        case .setPort(_, _, let macs, let ips, _):
+            try Self.checkAddresses(macs: macs ?? [], ips: ips ?? [])
+        case .fdbAdd(_, let mac, let vlan, _):
+            try Self.checkVLAN(vlan)
+            guard ConfigurationRules.isValidStationMAC(mac) else {
+                throw ConfigurationError("invalid static address \(mac): must be a unicast, non-zero MAC")
+            }
+        case .fdbDel(_, _, let vlan):
+            try Self.checkVLAN(vlan)
+        case .setAgeing(_, let seconds):
+            try Self.checkAgeing(seconds)
+        case .setPortGuest(_, _, let guest):
+            try guest?.validate()
+        case .apply(let configuration):
+            try configuration.validate()
+        case .filterRestore(_, let text):
+            if let problem = ConfigurationRules.problem(withFilterRules: text) {
+                throw ConfigurationError("ebtables-save text: \(problem)")
+            }
+        case .delBridge, .delPort, .show, .fdb, .stats, .configuration, .filter, .filterSave:
+            break
+        }
+    }
+
+    private static func checkAgeing(_ seconds: UInt32) throws(ConfigurationError) {
+        guard ConfigurationRules.ageingRange.contains(seconds) else {
+            throw ConfigurationError("invalid ageing time \(seconds): expected 1 to 1000000 seconds")
+        }
+    }
+
+    private static func checkVLAN(_ vlan: UInt16) throws(ConfigurationError) {
+        guard VLANID.valid.contains(vlan) else { throw ConfigurationError("invalid VLAN \(vlan): expected 1 to 4094") }
+    }
+
+    private static func checkPort(_ port: String, _ vlan: VLANMode) throws(ConfigurationError) {
+        guard ConfigurationRules.isValidInterfaceName(port) else {
+            throw ConfigurationError("invalid interface name '\(port)': 1 to 15 characters, no '/', ':' or whitespace")
+        }
+        if let problem = ConfigurationRules.problem(with: vlan) { throw ConfigurationError(problem) }
+    }
+
+    private static func checkAddresses(macs: [MACAddress], ips: [String]) throws(ConfigurationError) {
+        for m in macs where !ConfigurationRules.isValidStationMAC(m) {
+            throw ConfigurationError("invalid guest MAC \(m): must be a unicast, non-zero address")
+        }
+        for ip in ips where !ConfigurationRules.isValidAddress(ip) {
+            throw ConfigurationError("invalid IP address '\(ip)': expected A.B.C.D[/N] or an IPv6 address[/N]")
+        }
+    }
+}
