@@ -281,7 +281,7 @@ let benchmarks: @Sendable () -> Void = {
     let bigFDB = BigFDBPipeline()
     Benchmark("pipeline: batch of 32 64-byte frames, known unicast to random destinations in a 1M-entry FDB",
               configuration: .init(thresholds: zeroMallocs)) { benchmark in
-        let e = bigFDB.engine, frames = e.batch.frames, destinations = bigFDB.destinations
+        let e = bigFDB.engine, frames = e.batch.frames.base, destinations = bigFDB.destinations
         let mask = bigFDB.destinationCount - 1
         var k = bigFDB.cursor
         benchmark.startMeasurement()
