@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "SwitchCore", targets: ["SwitchCore"]),
         .library(name: "SwitchIO", targets: ["SwitchIO"]),
+        .library(name: "SwitchRouting", targets: ["SwitchRouting"]),
         .library(name: "SwitchControl", targets: ["SwitchControl"]),
         // Test support (in-memory ports) for Tests and Benchmarks; the daemon does not link it.
         .library(name: "SwitchTesting", targets: ["SwitchTesting"]),
@@ -28,6 +29,8 @@ let package = Package(
         .target(name: "CPrefetch"),
         .target(name: "SwitchCore", dependencies: ["CPrefetch"]),
         .target(name: "SwitchIO", dependencies: ["SwitchCore", "CLinuxNet", "CURing", "CPcap"]),
+        // The router (routed and NAT modes): pure Swift like SwitchCore, tested the same way.
+        .target(name: "SwitchRouting", dependencies: ["SwitchCore"]),
         .target(name: "SwitchControl", dependencies: ["SwitchCore"]),
         .target(name: "SwitchTesting", dependencies: ["SwitchCore"]),
         .executableTarget(
@@ -46,6 +49,7 @@ let package = Package(
         ),
         .testTarget(name: "SwitchCoreTests", dependencies: ["SwitchCore", "SwitchTesting"]),
         .testTarget(name: "SwitchIOTests", dependencies: ["SwitchIO", "SwitchCore", "SwitchTesting"]),
+        .testTarget(name: "SwitchRoutingTests", dependencies: ["SwitchRouting", "SwitchCore", "SwitchTesting"]),
         .testTarget(name: "SwitchControlTests", dependencies: ["SwitchControl", "SwitchCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["SwitchCore", "SwitchControl"]),
     ],

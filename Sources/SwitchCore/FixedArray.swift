@@ -56,16 +56,18 @@ public struct FixedArray<Element>: ~Copyable {
     public func fill(with value: Element) { base.update(repeating: value, count: count) }
 }
 
-/// `byteCount` bytes of zeroed, aligned memory (frame pools of in-memory and file ports).
+/// `byteCount` bytes of aligned memory (frame pools of in-memory and file ports, the router's
+/// queued frames), zeroed unless asked not to: a large pool left untouched costs no resident
+/// memory until a frame is written into it.
 public struct FixedBytes: ~Copyable {
     public let base: UnsafeMutableRawPointer
     public let byteCount: Int
 
     @inlinable
-    public init(byteCount: Int, alignment: Int = 64) {
+    public init(byteCount: Int, alignment: Int = 64, zeroed: Bool = true) {
         precondition(byteCount >= 0)
         base = .allocate(byteCount: max(byteCount, 1), alignment: alignment)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        if zeroed { base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
         self.byteCount = byteCount
     }
 

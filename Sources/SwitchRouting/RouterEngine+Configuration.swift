@@ -1,0 +1,172 @@
+// RouterEngine+Configuration: the router's ports, addresses and routes, changed between batches on
+// its dataplane thread (RouterEngine.swift, "Threading"); every change that touches routes compiles
+// a new route table, which the next batch uses whole.
+
+import SwitchCore
+
+extension RouterEngine {
+    /// Adds a port: the first one added is the uplink (index 0), the others guest ports. `device`
+    /// is nil while the interface is missing. Returns the port's index.
+    public func addPort(name: String, configuration: RouterPortConfiguration = RouterPortConfiguration(),
+                        device: Port?, mtu portMTU: Int = 1500) throws(RouterError) -> Int {
+        guard let i = (0..<maxPorts).first(where: { !inUse[$0] }) else { throw .tooManyPorts(maxPorts) }
+        inUse[i] = true
+        portNames[i] = name
+        portConfigurations[i] = configuration
+        devices[i] = device
+        up[i] = device != nil
+        mtu[i] = Int32(clamping: portMTU)
+        counters[i] = PortCounters()
+        retiredEvents[i] = PortEvents()
+        portCount = max(portCount, i + 1)
+        applyPortConfiguration(i)
+        return i
+    }
+
+    /// Removes a guest port with its routes, neighbours and queued frames; returns its backend.
+    @discardableResult
+    public func removePort(_ i: Int) throws(RouterError) -> Port? {
+        guard i >= 0 && i < maxPorts && inUse[i] else { throw .noSuchPort(i) }
+        let d = devices[i]
+        if let d { d.updateEvents() }
+        neighbours.release(neighbours.flush(port: i, permanentToo: true))
+        inUse[i] = false
+        up[i] = false
+        devices[i] = nil
+        portNames[i] = nil
+        portConfigurations[i] = nil
+        staticRoutes.removeAll { $0.port == i }
+        while portCount > 0 && !inUse[portCount - 1] { portCount -= 1 }
+        setAntiSpoof(i, nil)
+        rebuildRoutes()
+        return d
+    }
+
+    /// Attaches (the interface came back) or detaches (nil) a port's backend; returns the old one.
+    @discardableResult
+    public func setDevice(_ i: Int, _ device: Port?) -> Port? {
+        precondition(inUse[i])
+        let old = devices[i]
+        if let old {
+            old.updateEvents()
+            retiredEvents[i] = retiredEvents[i] + old.events
+        }
+        devices[i] = device
+        if device == nil {
+            if up[i] { counters[i].downEvents &+= 1 }
+            neighbours.release(neighbours.flush(port: i))
+        }
+        up[i] = device != nil
+        return old
+    }
+
+    /// The guest's addresses, MAC, metric and anti-spoofing of port `i`.
+    public func setPortConfiguration(_ i: Int, _ c: RouterPortConfiguration) {
+        precondition(inUse[i])
+        portConfigurations[i] = c
+        applyPortConfiguration(i)
+    }
+
+    /// The egress MTU of port `i` (the interface's MTU).
+    public func setMTU(_ i: Int, _ value: Int) { mtu[i] = Int32(clamping: value) }
+    public func portMTU(_ i: Int) -> Int { Int(mtu[i]) }
+
+    func applyPortConfiguration(_ i: Int) {
+        guard i != 0, let c = portConfigurations[i] else { rebuildRoutes(); return }
+        let a = PortAddresses(macs: c.guestMAC.map { [$0] } ?? [], ipv4: c.addresses, ipv6: [], antiSpoofing: c.antiSpoofing)
+        setAntiSpoof(i, a.isEmpty && a.antiSpoofing == nil ? nil : a)
+        rebuildRoutes()
+    }
+
+    func setAntiSpoof(_ i: Int, _ a: PortAddresses?) {
+        antiSpoofAddresses[i] = a
+        let table = AntiSpoofTable(antiSpoofAddresses)
+        antiSpoofTable = table.anyEnforced ? table : nil
+    }
+
+    /// The router's own address with the mask of the uplink's prefix, and the default gateway.
+    public func setAddress(_ a: UInt32?, mask: UInt32 = 0xFFFF_FF00, gateway g: UInt32?) {
+        address = a
+        addressMask = mask
+        gateway = g
+        rebuildRoutes()
+    }
+
+    public func setMAC(_ m: MACAddress) { mac = m }
+
+    /// Adds (or replaces, for the same prefix) a static route.
+    public func addRoute(_ r: IPv4Route) {
+        staticRoutes.removeAll { $0.prefix == r.prefix }
+        var route = r
+        route.kind = .static
+        staticRoutes.append(route)
+        rebuildRoutes()
+    }
+
+    /// Removes the static route of `prefix`; false when there is none.
+    @discardableResult
+    public func removeRoute(_ prefix: IPv4Prefix) -> Bool {
+        let before = staticRoutes.count
+        staticRoutes.removeAll { $0.prefix == prefix }
+        rebuildRoutes()
+        return staticRoutes.count != before
+    }
+
+    /// Every route as `ip route` lists them: connected, host, static, default.
+    func currentRoutes() -> [IPv4Route] {
+        var all: [IPv4Route] = []
+        if let a = address, inUse[0] {
+            all.append(IPv4Route(prefix: IPv4Prefix(address: a, mask: addressMask), port: 0, metric: 0, kind: .connected))
+        }
+        for i in 1..<max(portCount, 1) where inUse[i] && up[i] {
+            for p in portConfigurations[i]?.addresses ?? [] {
+                all.append(IPv4Route(prefix: p, port: i, metric: portConfigurations[i]?.metric ?? 2, kind: .host))
+            }
+        }
+        all += staticRoutes.filter { inUse[$0.port] }
+        if let g = gateway, inUse[0] {
+            all.append(IPv4Route(prefix: IPv4Prefix(address: 0, mask: 0), port: 0, gateway: g, metric: 0, kind: .default))
+        }
+        return all
+    }
+
+    /// Compiles the route table again (after any change to ports, addresses or routes).
+    public func rebuildRoutes() { routes = IPv4RouteTable(currentRoutes()) }
+
+    /// Announces a guest port's addresses on the uplink with gratuitous ARP (its port came up).
+    public func announce(port i: Int) {
+        guard i != 0, inUse[0], let c = portConfigurations[i] else { return }
+        made.count = 0
+        for p in c.addresses where p.mask == 0xFFFF_FFFF { sendGratuitousARP(for: p.address) }
+        transmit(count: 0)
+    }
+
+    /// A permanent neighbour (`neigh-add`).
+    @discardableResult
+    public func addNeighbour(_ a: UInt32, mac m: MACAddress, port p: Int) -> Bool {
+        let (ok, released) = neighbours.setPermanent(a, port: p, mac: m, now: clock)
+        made.count = 0
+        releaseQueued(released)
+        transmit(count: 0)
+        return ok
+    }
+
+    // MARK: counters and state
+
+    public func portIndex(named name: String) -> Int? { portNames.firstIndex(where: { $0 == name }) }
+    public func isUp(_ i: Int) -> Bool { up[i] }
+    public var portIndices: [Int] { (0..<portCount).filter { inUse[$0] } }
+    public func portCounters(_ i: Int) -> PortCounters { counters[i] }
+    public func portEvents(_ i: Int) -> PortEvents {
+        if let d = devices[i] { return retiredEvents[i] + d.events }
+        return retiredEvents[i]
+    }
+    public func updatePortEvents() { for i in portIndices { devices[i]?.updateEvents() } }
+    /// Drops per reason name, every reason listed.
+    public var dropCounters: [String: UInt64] {
+        var d: [String: UInt64] = [:]
+        for r in RouterDropReason.allCases { d[r.name] = drops[r.rawValue] }
+        return d
+    }
+    public func dropCount(_ r: RouterDropReason) -> UInt64 { drops[r.rawValue] }
+}

@@ -1,0 +1,347 @@
+// RouterEngine: an IPv4 router over batches of frames, Xen's routed mode (vif-route) in the switch.
+//
+// Ports: port 0 is the uplink (the NIC in production), every other port is a guest's point-to-point
+// link (a vif, an emulated `-emu` tap, or dom0's own TAP port), carrying that guest's addresses.
+// On every port the router has one MAC (`mac`) and one IPv4 address (`address`, held on the
+// uplink; vif-route likewise gives each vif dom0's address as a /32).
+//
+// A batch received on one port goes through these stages, each a loop over the batch:
+//   1. classify     - the Ethernet header: frames for the router's MAC or broadcast, untagged,
+//                     a valid source; ARP and IPv4 go on (FrameInfo in the batch, as the bridge
+//                     records it), everything else is counted and dropped.
+//   2. anti-spoofing- on guest ports whose addresses are enforced: the same AntiSpoofTable as a
+//                     bridge's ports (source MAC, IPv4 source, ARP sender).
+//   3. ARP          - answered here (RouterEngine+ARP.swift): on a guest port for any address but
+//                     the guest's own, on the uplink for the router's address and, by proxy ARP,
+//                     for every address routed out a guest port; replies and requests feed the
+//                     neighbour cache.
+//   4. IPv4         - header checks, reverse path on the uplink, the router's own address (ping),
+//                     TTL, longest-prefix route, egress MTU (fragmentation needed, or fragments),
+//                     TTL and header checksum rewritten in place (RFC 1624), the next hop's MAC
+//                     from the neighbour cache; frames for an unresolved next hop wait in its
+//                     queue (RouterEngine+IPv4.swift).
+//   5. transmit     - forwarded frames (rewritten in place in the ingress port's memory), then the
+//                     frames the router made (ARP, ICMP, fragments) and queued frames whose next
+//                     hop resolved, each egress port kicked once.
+// Offloads: a GSO super-frame or a CHECKSUM_PARTIAL frame keeps its virtio-net header; only the
+// Ethernet addresses, the TTL and the IPv4 header checksum change, none of which the header's
+// offsets or the partial checksum cover, so it crosses as one frame, never segmented here. Its MTU
+// check is per segment (Linux's skb_gso_validate_network_len).
+//
+// Everything the router drops is counted under a RouterDropReason; ICMP errors are rate-limited
+// (ICMPRateLimit.swift). Timers (neighbour probes, reachable time) run in `housekeeping`, which the
+// dataplane thread calls between batches.
+//
+// Threading: as a bridge's engine, the router belongs to one dataplane thread; configuration
+// changes are calls made on that thread between batches. Memory for the per-frame path is
+// allocated when the engine is made; the per-frame path neither allocates nor retains, except
+// the rare paths that make frames (ARP answers, ICMP), which write into a preallocated pool.
+
+import SwitchCore
+
+public struct RouterSettings: Sendable, Equatable {
+    public var batchSize: Int = 128
+    public var neighbourCapacity: Int = 4096
+    /// Frames that may wait for their next hop, router-wide, and per next hop.
+    public var queuedFrames: Int = 64
+    public var queuePerNeighbour: Int = 3
+    public var timings = NeighbourTimings()
+    public init() {}
+}
+
+public enum RouterError: Error, Equatable, CustomStringConvertible {
+    case tooManyPorts(Int)
+    case noSuchPort(Int)
+    public var description: String {
+        switch self {
+        case .tooManyPorts(let n): return "router already has the maximum of \(n) ports"
+        case .noSuchPort(let i): return "no port \(i)"
+        }
+    }
+}
+
+/// How a routed port is configured.
+public struct RouterPortConfiguration: Equatable, Sendable {
+    /// The guest's addresses: host routes to the port, and what anti-spoofing allows.
+    public var addresses: [IPv4Prefix]
+    /// The guest's MAC, used without asking (a permanent neighbour) and enforced as its source.
+    public var guestMAC: MACAddress?
+    /// Route metric of the port's host routes: 1 for an emulated `-emu` tap, 2 for a PV vif, as
+    /// vif-route sets them, so the tap's routes win while it exists.
+    public var metric: Int
+    /// Anti-spoofing (nil: on when the port has an address).
+    public var antiSpoofing: Bool?
+    public init(addresses: [IPv4Prefix] = [], guestMAC: MACAddress? = nil, metric: Int = 2, antiSpoofing: Bool? = nil) {
+        self.addresses = addresses; self.guestMAC = guestMAC; self.metric = metric; self.antiSpoofing = antiSpoofing
+    }
+}
+
+public final class RouterEngine<Port: FramePort> {
+    public let maxPorts: Int
+    public let settings: RouterSettings
+    public let batch: PacketBatch
+    /// The router's MAC on every port.
+    public internal(set) var mac: MACAddress
+    /// The router's own address (nil: not set yet), and the mask of the uplink's prefix.
+    public internal(set) var address: UInt32?
+    public internal(set) var addressMask: UInt32 = 0xFFFF_FFFF
+    /// The next hop of the default route, on the uplink.
+    public internal(set) var gateway: UInt32?
+    public internal(set) var staticRoutes: [IPv4Route] = []
+    public internal(set) var routes: IPv4RouteTable
+    public let neighbours: NeighbourTable
+    let rateLimit: ICMPRateLimit
+
+    // Ports.
+    public internal(set) var devices: [Port?]
+    public internal(set) var portNames: [String?]
+    public internal(set) var portConfigurations: [RouterPortConfiguration?]
+    let inUse: FixedArray<Bool>
+    let up: FixedArray<Bool>
+    /// Egress MTU per port (the interface's MTU; the daemon follows its changes).
+    let mtu: FixedArray<Int32>
+    var portCount = 0
+    public internal(set) var antiSpoofTable: AntiSpoofTable?
+    var antiSpoofAddresses: [PortAddresses?]
+
+    // Counters.
+    let counters: FixedArray<PortCounters>
+    let retiredEvents: FixedArray<PortEvents>
+    let drops: FixedArray<UInt64>
+    public internal(set) var events = RouterEventCounters()
+
+    // Per frame of the batch in flight: the egress port (-1: none).
+    let egressPort: FixedArray<Int32>
+    let entries: FixedArray<EgressEntry>
+    let status: FixedArray<TransmitStatus>
+
+    // Frames the router makes (ARP, ICMP, fragments): a pool of slots and the egress port of each.
+    let made: PacketBatch
+    let madePool: FixedBytes
+    let madePort: FixedArray<Int32>
+    static var madeSlotSize: Int { 9232 }
+    // Queued frames whose next hop resolved, to send with this batch.
+    let released: PacketBatch
+    let releasedPort: FixedArray<Int32>
+    let releasedSlot: FixedArray<Int32>
+    var clock: UInt32 = 0
+    /// IPv4 identification of the packets the router makes.
+    var identification: UInt16 = 0
+
+    public init(mac: MACAddress, settings: RouterSettings = RouterSettings(), maxPorts: Int = 256) {
+        precondition(maxPorts >= 1 && maxPorts <= Int(UInt16.max))
+        self.mac = mac
+        self.settings = settings
+        self.maxPorts = maxPorts
+        batch = PacketBatch(capacity: settings.batchSize)
+        routes = IPv4RouteTable([])
+        neighbours = NeighbourTable(capacity: settings.neighbourCapacity, queueLength: settings.queuePerNeighbour,
+                                    poolFrames: settings.queuedFrames, timings: settings.timings)
+        rateLimit = ICMPRateLimit()
+        devices = Array(repeating: nil, count: maxPorts)
+        portNames = Array(repeating: nil, count: maxPorts)
+        portConfigurations = Array(repeating: nil, count: maxPorts)
+        antiSpoofAddresses = Array(repeating: nil, count: maxPorts)
+        inUse = FixedArray(repeating: false, count: maxPorts)
+        up = FixedArray(repeating: false, count: maxPorts)
+        mtu = FixedArray(repeating: 1500, count: maxPorts)
+        counters = FixedArray(repeating: PortCounters(), count: maxPorts)
+        retiredEvents = FixedArray(repeating: PortEvents(), count: maxPorts)
+        drops = FixedArray(repeating: 0, count: RouterDropReason.allCases.count)
+        egressPort = FixedArray(repeating: -1, count: settings.batchSize)
+        let entryCount = max(settings.batchSize, 64, settings.queuedFrames)
+        entries = FixedArray(repeating: EgressEntry(frame: 0, tci: 0), count: entryCount)
+        status = FixedArray(repeating: .queued, count: entryCount)
+        let madeCount = 64
+        made = PacketBatch(capacity: madeCount)
+        madePool = FixedBytes(byteCount: madeCount * RouterEngine.madeSlotSize, zeroed: false)
+        madePort = FixedArray(repeating: -1, count: madeCount)
+        released = PacketBatch(capacity: settings.queuedFrames)
+        releasedPort = FixedArray(repeating: -1, count: settings.queuedFrames)
+        releasedSlot = FixedArray(repeating: -1, count: settings.queuedFrames)
+    }
+
+    @inline(__always)
+    func drop(_ r: RouterDropReason) { drops[r.rawValue] &+= 1 }
+
+    // MARK: the dataplane
+
+    /// Receives one batch from port `i`, routes it, and gives the frames back.
+    @discardableResult
+    public func poll(port i: Int, now: UInt32) -> Int {
+        guard let device = devices[i] else { return 0 }
+        batch.count = 0
+        let n = device.receive(into: batch)
+        batch.count = n
+        if n > 0 { process(from: i, now: now) }
+        device.releaseReceived()
+        return n
+    }
+
+    /// Polls every up port once. Returns the frames received in all.
+    @discardableResult
+    public func pollAll(now: UInt32) -> Int {
+        var total = 0
+        for i in 0..<portCount where up[i] { total &+= poll(port: i, now: now) }
+        return total
+    }
+
+    /// Runs the stages over `batch` (already filled) as received on port `p`.
+    public func process(from p: Int, now: UInt32) {
+        let n = batch.count
+        if n == 0 { return }
+        clock = now
+        egressPort.base.update(repeating: -1, count: n)
+        classify(from: p, count: n)
+        if let table = antiSpoofTable, table.isEnforced(p) { checkSources(from: p, count: n, table) }
+        let info = batch.info.base
+        for i in 0..<n where info[i].vlan != 0 {
+            if info[i].etherType == 0x0806 { handleARP(i, from: p) } else { forwardIPv4(i, from: p) }
+        }
+        transmit(count: n)
+    }
+
+    /// Ethernet checks; sets `info[i].vlan` to 1 for frames that go on (0: dropped).
+    func classify(from p: Int, count n: Int) {
+        let frames = batch.frames.base, lengths = batch.lengths.base, info = batch.info.base
+        let own = mac
+        var rxBytes: UInt64 = 0
+        for i in 0..<n {
+            let f = UnsafeRawPointer(frames[i])
+            let len = Int(lengths[i])
+            rxBytes &+= UInt64(len)
+            info[i] = .dropped
+            if len < 14 { drop(.runt); continue }
+            let dst = MACAddress(loadingFrom: f)
+            if dst != own && !dst.isBroadcast {
+                drop(dst.isMulticast ? .unsupportedProtocol : .otherHost); continue
+            }
+            let src = MACAddress(loadingFrom: f + 6)
+            if src.isMulticast || src.isZero { drop(.invalidSourceMAC); continue }
+            let type = HeaderBytes.be16(f, 12)
+            if type == 0x8100 || type == 0x88A8 { drop(.tagged); continue }
+            if type == 0x0806 {
+                if len < 42 { drop(.runt); continue }
+            } else if type == 0x0800 {
+                if dst.isBroadcast { drop(.martian); continue }
+                if len < 34 { drop(.runt); continue }
+            } else {
+                drop(.unsupportedProtocol); continue
+            }
+            info[i] = FrameInfo(vlan: 1, etherType: type, l3Offset: 14)
+        }
+        counters[p].rxFrames &+= UInt64(n)
+        counters[p].rxBytes &+= rxBytes
+    }
+
+    func checkSources(from p: Int, count n: Int, _ table: AntiSpoofTable) {
+        let frames = batch.frames.base, lengths = batch.lengths.base, info = batch.info.base
+        for i in 0..<n where info[i].vlan != 0 {
+            if let reason = table.violation(port: p, frame: frames[i], length: Int(lengths[i]), info: info[i]) {
+                info[i].vlan = 0
+                switch reason {
+                case .spoofedSourceMAC: drop(.spoofedSourceMAC)
+                case .spoofedARP: drop(.spoofedARP)
+                default: drop(.spoofedSourceIP)
+                }
+            }
+        }
+    }
+
+    // MARK: made frames
+
+    /// A slot for a frame the router makes to send on `port`, or nil when all are taken this batch
+    /// (the frame is not made; it is a reply or an error, never a guest's frame).
+    @inline(__always)
+    func makeFrame(port: Int) -> UnsafeMutableRawPointer? {
+        let k = made.count
+        guard k < made.capacity else { return nil }
+        madePort[k] = Int32(port)
+        return madePool.base + k * RouterEngine.madeSlotSize
+    }
+
+    /// Commits the frame made in the last `makeFrame` slot with its length.
+    @inline(__always)
+    func commitFrame(length: Int, vnet: VirtioNetHeader = .none) {
+        let k = made.count
+        made.append(madePool.base + k * RouterEngine.madeSlotSize, length: length, vnet: vnet)
+    }
+
+    // MARK: transmit
+
+    func transmit(count n: Int) {
+        let ports = egressPort.base
+        for q in 0..<portCount where inUse[q] {
+            var c = 0
+            for i in 0..<n where Int(ports[i]) == q {
+                entries[c] = EgressEntry(frame: UInt16(truncatingIfNeeded: i), tci: 0)
+                c += 1
+            }
+            var sent = false
+            if c > 0 { send(batch, count: c, on: q); sent = true }
+            c = 0
+            for k in 0..<made.count where Int(madePort[k]) == q {
+                entries[c] = EgressEntry(frame: UInt16(truncatingIfNeeded: k), tci: 0)
+                c += 1
+            }
+            if c > 0 { send(made, count: c, on: q); sent = true }
+            c = 0
+            for k in 0..<released.count where Int(releasedPort[k]) == q {
+                entries[c] = EgressEntry(frame: UInt16(truncatingIfNeeded: k), tci: 0)
+                c += 1
+            }
+            if c > 0 { send(released, count: c, on: q); sent = true }
+            if sent { devices[q]?.flush() }
+        }
+        made.count = 0
+        if released.count > 0 {
+            neighbours.release((0..<released.count).map { releasedSlot[$0] })
+            released.count = 0
+        }
+    }
+
+    /// Queues `count` entries (in `entries`) of `b` on port `q` and counts the outcome.
+    func send(_ b: PacketBatch, count c: Int, on q: Int) {
+        guard let device = devices[q], up[q] else {
+            drops[RouterDropReason.egressPortDown.rawValue] &+= UInt64(c)
+            return
+        }
+        let sent = device.transmit(b, entries: UnsafePointer(entries.base), count: c, status: status.base)
+        var bytes: UInt64 = 0
+        for k in 0..<c {
+            switch status[k] {
+            case .queued: bytes &+= UInt64(b.lengths[Int(entries[k].frame)])
+            case .ringFull: counters[q].txQueueFull &+= 1; drop(.txQueueFull)
+            case .oversize: counters[q].txOversize &+= 1; drop(.txOversize)
+            case .error: counters[q].txErrors &+= 1; drop(.txError)
+            }
+        }
+        counters[q].txFrames &+= UInt64(sent)
+        counters[q].txBytes &+= bytes
+    }
+
+    // MARK: timers (between batches)
+
+    /// Runs the neighbour timers and sends what they ask for (ARP requests, host unreachable for
+    /// frames whose next hop failed). Call every 100 ms or so, between batches.
+    public func housekeeping(now: UInt32) {
+        clock = now
+        let actions = neighbours.tick(now: now)
+        if actions.isEmpty { return }
+        made.count = 0
+        for a in actions {
+            switch a {
+            case .request(let address, let port, let unicast):
+                sendARPRequest(for: address, on: port, to: unicast)
+            case .failed(_, _, let slots):
+                for s in slots {
+                    let (f, len, _) = neighbours.slotFrame(s)
+                    drop(.neighbourUnreachable)
+                    sendICMPError(about: f, length: len, type: 3, code: 1, info: 0)
+                }
+                neighbours.release(slots)
+            }
+        }
+        transmit(count: 0)
+    }
+}
