@@ -25,10 +25,11 @@ DOCS = README.md $(wildcard docs/*.md)
 RELEASE_DIR = $(shell $(SWIFT) build $(SWIFTFLAGS) -c release --show-bin-path 2>/dev/null || echo .build/release)
 
 # Debian packages: build (libpcap, liburing), demo and integration tests (iproute2, ping,
-# tcpdump, python3 with scapy, ebtables-nft from iptables for the filter differential),
+# tcpdump, python3 with scapy, ebtables-nft from iptables for the filter differential, arping
+# for the routed tests),
 # measurements (iperf3, ethtool, netsniff-ng).
 DEB_PACKAGES = libpcap-dev liburing-dev pkg-config iproute2 iputils-ping tcpdump iperf3 ethtool \
-               python3 python3-scapy netsniff-ng iptables
+               python3 python3-scapy netsniff-ng iptables iputils-arping
 
 .PHONY: all deps build demo test bench install uninstall clean
 

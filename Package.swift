@@ -36,7 +36,7 @@ let package = Package(
         .executableTarget(
             name: "userswitchd",
             dependencies: [
-                "SwitchCore", "SwitchIO", "SwitchControl", "CLinuxNet",
+                "SwitchCore", "SwitchIO", "SwitchRouting", "SwitchControl", "CLinuxNet",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -24,13 +24,18 @@ public struct SwitchConfiguration: Equatable, Sendable {
     /// Format version of the file, so that a later format can refuse or convert an older one.
     public var version: Int
     public var bridges: [BridgeConfiguration]
+    /// Routers (RouterConfiguration.swift); absent from the file when there are none.
+    public var routers: [RouterConfiguration]
 
-    public init(version: Int = SwitchConfiguration.currentVersion, bridges: [BridgeConfiguration] = []) {
+    public init(version: Int = SwitchConfiguration.currentVersion, bridges: [BridgeConfiguration] = [],
+                routers: [RouterConfiguration] = []) {
         self.version = version
         self.bridges = bridges
+        self.routers = routers
     }
 
     public func bridge(named name: String) -> BridgeConfiguration? { bridges.first { $0.name == name } }
+    public func router(named name: String) -> RouterConfiguration? { routers.first { $0.name == name } }
 }
 
 public struct BridgeConfiguration: Equatable, Sendable {
@@ -112,13 +117,21 @@ func rejectUnknownKeys(_ decoder: any Decoder, allowed: [String], in what: Strin
 }
 
 extension SwitchConfiguration: Codable {
-    private enum CodingKeys: String, CodingKey, CaseIterable { case version, bridges }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case version, bridges, routers }
 
     public init(from decoder: any Decoder) throws {
         try rejectUnknownKeys(decoder, allowed: CodingKeys.allCases.map(\.rawValue), in: "the configuration")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         version = try c.decodeIfPresent(Int.self, forKey: .version) ?? SwitchConfiguration.currentVersion
         bridges = try c.decodeIfPresent([BridgeConfiguration].self, forKey: .bridges) ?? []
+        routers = try c.decodeIfPresent([RouterConfiguration].self, forKey: .routers) ?? []
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(version, forKey: .version)
+        try c.encode(bridges, forKey: .bridges)
+        if !routers.isEmpty { try c.encode(routers, forKey: .routers) }
     }
 }
 
@@ -246,6 +259,7 @@ extension SwitchConfiguration {
                 }
             }
         }
+        try validateRouters(bridgeNames: bridgeNames, portsOnBridges: bridgeOf)
     }
 }
 
@@ -281,7 +295,7 @@ extension ControlCommand {
     /// costs a write at worst, never a lost change).
     public var isReadOnly: Bool {
         switch self {
-        case .show, .fdb, .stats, .configuration, .filterSave: return true
+        case .show, .fdb, .stats, .configuration, .filterSave, .showRouters, .routes, .neighbours: return true
         default: return false
         }
     }

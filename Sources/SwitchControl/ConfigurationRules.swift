@@ -53,6 +53,17 @@ public enum ConfigurationRules {
         }
     }
 
+    /// A router's `A.B.C.D/N`: its own address and the mask of the uplink's prefix (nil when
+    /// malformed, or when the address is the prefix's network or broadcast address).
+    public static func routerAddress(_ text: String) -> (address: UInt32, mask: UInt32)? {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let a = IPv4Prefix.parseAddress(parts[0]), let n = Int(parts[1]), (1...32).contains(n),
+              parts[1].allSatisfy(\.isNumber) else { return nil }
+        let mask: UInt32 = ~UInt32(0) << UInt32(32 - n)
+        if n <= 30 && (a & ~mask == 0 || a & ~mask == ~mask) { return nil }
+        return (a, mask)
+    }
+
     /// The problem with a rule set in ebtables-save text, nil when it parses.
     public static func problem(withFilterRules text: String) -> String? {
         do throws(FilterError) { _ = try FilterRuleSet.restore(text: text); return nil } catch { return error.description }
@@ -96,7 +107,47 @@ extension ControlCommand {
             if let problem = ConfigurationRules.problem(withFilterRules: text) {
                 throw ConfigurationError("ebtables-save text: \(problem)")
             }
-        case .delBridge, .delPort, .show, .fdb, .stats, .configuration, .filter, .filterSave:
+        case .addRouter(let name, let uplink, let address, let gateway, let mac):
+            guard ConfigurationRules.isValidBridgeName(name) else {
+                throw ConfigurationError("invalid router name '\(name)': use 1-15 letters, digits, '-' or '_'")
+            }
+            guard ConfigurationRules.isValidInterfaceName(uplink) else {
+                throw ConfigurationError("invalid uplink interface name '\(uplink)': 1 to 15 characters, no '/', ':' or whitespace")
+            }
+            guard ConfigurationRules.routerAddress(address) != nil else {
+                throw ConfigurationError("invalid router address '\(address)': expected A.B.C.D/N (the router's own IPv4 address and the uplink's prefix length)")
+            }
+            if let g = gateway, IPv4Prefix.parseAddress(g) == nil {
+                throw ConfigurationError("invalid gateway '\(g)': expected an IPv4 address A.B.C.D")
+            }
+            if let m = mac, !ConfigurationRules.isValidStationMAC(m) {
+                throw ConfigurationError("invalid router MAC \(m): must be a unicast, non-zero MAC")
+            }
+        case .routeAdd(_, let prefix, let via, let dev):
+            guard IPv4Prefix(prefix) != nil, !prefix.contains(where: { $0 == " " }) else {
+                throw ConfigurationError("invalid route prefix '\(prefix)': expected A.B.C.D/N")
+            }
+            guard (via == nil) != (dev == nil) else {
+                throw ConfigurationError("a route needs exactly one of via GATEWAY or dev PORT")
+            }
+            if let v = via, IPv4Prefix.parseAddress(v) == nil {
+                throw ConfigurationError("invalid next hop '\(v)': expected an IPv4 address A.B.C.D")
+            }
+        case .routeDel(_, let prefix):
+            guard IPv4Prefix(prefix) != nil else { throw ConfigurationError("invalid route prefix '\(prefix)': expected A.B.C.D/N") }
+        case .neighbourAdd(_, let address, let mac, _):
+            guard IPv4Prefix.parseAddress(address) != nil else {
+                throw ConfigurationError("invalid neighbour address '\(address)': expected an IPv4 address A.B.C.D")
+            }
+            guard ConfigurationRules.isValidStationMAC(mac) else {
+                throw ConfigurationError("invalid neighbour MAC \(mac): must be a unicast, non-zero MAC")
+            }
+        case .neighbourDel(_, let address):
+            guard IPv4Prefix.parseAddress(address) != nil else {
+                throw ConfigurationError("invalid neighbour address '\(address)': expected an IPv4 address A.B.C.D")
+            }
+        case .delBridge, .delPort, .show, .fdb, .stats, .configuration, .filter, .filterSave, .delRouter, .routes,
+             .neighbours, .neighbourFlush, .showRouters:
             break
         }
     }

@@ -106,6 +106,43 @@ public enum Format {
     }
 
     /// Aligned columns, two spaces apart, no trailing blanks; each line ends with a newline.
+    /// Routers and their ports, after the bridges in `show`.
+    public static func routers(_ routers: [RouterInfo]) -> String {
+        var out = ""
+        for r in routers {
+            out += "router \(r.name) (mode \(r.mode)): address \(r.address ?? "none"), gateway \(r.gateway ?? "none"), mac \(r.mac)\n"
+            let rows = r.ports.map { p in
+                [String(p.number), p.name, p.role, p.type.rawValue, p.state, String(p.mtu),
+                 p.addresses.isEmpty ? "-" : p.addresses.joined(separator: " "), p.mac?.description ?? "-"]
+            }
+            out += table(header: ["port no", "port", "role", "type", "state", "mtu", "addresses", "guest mac"], rows: rows,
+                         rightAligned: [0, 5])
+        }
+        return out
+    }
+
+    /// Routes as `ip route` prints them.
+    public static func routes(_ routes: [RouteInfo]) -> String {
+        routes.map { r in
+            var line = r.destination
+            if let v = r.via { line += " via \(v)" }
+            line += " dev \(r.dev) proto \(r.kind)"
+            if r.metric != 0 { line += " metric \(r.metric)" }
+            return line + "\n"
+        }.joined()
+    }
+
+    /// Neighbours as `ip neigh` prints them.
+    public static func neighbours(_ list: [NeighbourInfo]) -> String {
+        list.map { n in
+            var line = "\(n.address) dev \(n.port)"
+            if let m = n.mac { line += " lladdr \(m)" }
+            line += " \(n.state)"
+            if n.queued > 0 { line += " (\(n.queued) queued)" }
+            return line + "\n"
+        }.joined()
+    }
+
     public static func table(header: [String]?, rows: [[String]], rightAligned: Set<Int>) -> String {
         let all = (header.map { [$0] } ?? []) + rows
         let columns = all.map(\.count).max() ?? 0

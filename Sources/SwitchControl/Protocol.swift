@@ -50,6 +50,79 @@ public enum ControlCommand: Codable, Sendable, Equatable {
     /// add-port with the guest's addresses (`mac=`, `ip=`, `anti-spoofing=`): enforced from the
     /// port's first frame.
     case addPortWithAddresses(bridge: String, port: String, type: PortType, vlan: VLANMode, addresses: PortAddressInfo)
+    // Routers (Daemon+Router.swift). Bridges and routers share one namespace of names; add-port and
+    // del-port on a router's name add or remove a routed port.
+    /// A router on `uplink` with its own address `A/P`, default gateway and MAC (nil: derived from
+    /// the name).
+    case addRouter(name: String, uplink: String, address: String, gateway: String?, mac: MACAddress?)
+    case delRouter(name: String)
+    /// A static route to `prefix` via a next hop, or out of a port (`dev`).
+    case routeAdd(router: String, prefix: String, via: String?, dev: String?)
+    case routeDel(router: String, prefix: String)
+    case routes(router: String)
+    case neighbours(router: String)
+    case neighbourAdd(router: String, address: String, mac: MACAddress, port: String)
+    case neighbourDel(router: String, address: String)
+    /// Forgets the dynamic neighbours (of one port, or all).
+    case neighbourFlush(router: String, port: String?)
+    /// Every router with its ports (`show` lists them after the bridges).
+    case showRouters
+}
+
+/// A router as `show` lists it.
+public struct RouterInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var mode: String
+    public var mac: MACAddress
+    public var address: String?
+    public var gateway: String?
+    public var ports: [RouterPortInfo]
+    public init(name: String, mode: String, mac: MACAddress, address: String?, gateway: String?, ports: [RouterPortInfo]) {
+        self.name = name; self.mode = mode; self.mac = mac; self.address = address; self.gateway = gateway; self.ports = ports
+    }
+}
+
+public struct RouterPortInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var number: Int
+    /// `uplink` or `guest`.
+    public var role: String
+    public var type: PortType
+    public var state: String
+    public var addresses: [String]
+    public var mac: MACAddress?
+    public var metric: Int
+    public var mtu: Int
+    public init(name: String, number: Int, role: String, type: PortType, state: String, addresses: [String],
+                mac: MACAddress?, metric: Int, mtu: Int) {
+        self.name = name; self.number = number; self.role = role; self.type = type; self.state = state
+        self.addresses = addresses; self.mac = mac; self.metric = metric; self.mtu = mtu
+    }
+}
+
+/// One route as `routes` lists it (like `ip route`).
+public struct RouteInfo: Codable, Sendable, Equatable {
+    public var destination: String
+    public var via: String?
+    public var dev: String
+    /// connected, host, static or default.
+    public var kind: String
+    public var metric: Int
+    public init(destination: String, via: String?, dev: String, kind: String, metric: Int) {
+        self.destination = destination; self.via = via; self.dev = dev; self.kind = kind; self.metric = metric
+    }
+}
+
+/// One neighbour as `neigh` lists it (like `ip neigh`).
+public struct NeighbourInfo: Codable, Sendable, Equatable {
+    public var address: String
+    public var mac: MACAddress?
+    public var port: String
+    public var state: String
+    public var queued: Int
+    public init(address: String, mac: MACAddress?, port: String, state: String, queued: Int) {
+        self.address = address; self.mac = mac; self.port = port; self.state = state; self.queued = queued
+    }
 }
 
 /// A port's guest addresses and anti-spoofing setting, as the control protocol carries them.
@@ -190,6 +263,9 @@ public enum ControlResult: Codable, Sendable, Equatable {
     case filterListing(FilterListing)
     /// `filter-save`: ebtables-save text.
     case filterText(String)
+    case routers([RouterInfo])
+    case routes([RouteInfo])
+    case neighbours([NeighbourInfo])
 }
 
 public struct ControlResponse: Codable, Sendable, Equatable {

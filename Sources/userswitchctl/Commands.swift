@@ -60,7 +60,9 @@ struct UserSwitchCtl: ParsableCommand {
         subcommands: [AddBridge.self, DelBridge.self, AddPort.self, DelPort.self, Show.self, FDB.self,
                       FDBAdd.self, FDBDel.self, SetAgeing.self, Stats.self,
                       Apply.self, ShowConfig.self, SetPortGuest.self,
-                      Filter.self, FilterSave.self, FilterRestore.self, SetPort.self]) // FilterCommands.swift
+                      Filter.self, FilterSave.self, FilterRestore.self, SetPort.self, // FilterCommands.swift
+                      AddRouter.self, DelRouter.self, RouteAdd.self, RouteDel.self, Routes.self, Neigh.self,
+                      NeighAdd.self, NeighDel.self, NeighFlush.self]) // RouterCommands.swift
 }
 
 struct AddBridge: ParsableCommand {
@@ -142,8 +144,21 @@ struct Show: ParsableCommand {
 
     func run() throws {
         guard case .show(let bridges) = try perform(.show, global) else { throw fail("userswitchd sent no bridge list") }
-        emit(json ? try Format.json(bridges) : Format.show(bridges))
+        // Routers after the bridges; a daemon that predates routers has none to list.
+        var routers: [RouterInfo] = []
+        if let r = try? global.client.send(.showRouters), r.ok, case .routers(let list)? = r.result { routers = list }
+        if json {
+            emit(routers.isEmpty ? try Format.json(bridges) : try Format.json(ShowListing(bridges: bridges, routers: routers)))
+        } else {
+            emit(Format.show(bridges) + (routers.isEmpty ? "" : Format.routers(routers)))
+        }
     }
+}
+
+/// `show --json` when routers exist: both lists.
+struct ShowListing: Encodable {
+    var bridges: [BridgeInfo]
+    var routers: [RouterInfo]
 }
 
 struct FDB: ParsableCommand {

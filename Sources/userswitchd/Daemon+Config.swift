@@ -14,7 +14,7 @@
 //   previous state and a restore stops the daemon rather than run half a configuration.
 //
 // Ports whose interface does not exist yet are added down (restore after a reboot, before the
-// guests start); BridgeRunner.checkPorts attaches them when the interface appears.
+// guests start); DataplaneRunner.checkPorts attaches them when the interface appears.
 //
 // Everything here runs with the daemon's lock held (from `handle`, or `restore` before the control
 // socket is served).
@@ -82,7 +82,7 @@ extension Daemon {
             for k in b.ports.indices { b.ports[k].guest = portGuests[b.ports[k].name] }
             b.filterRules = filterRules(bridge: name)
             return b
-        })
+        }, routers: routerSnapshot())
     }
 
     // MARK: commands
@@ -155,6 +155,8 @@ extension Daemon {
         allowMissingInterfaces = true
         defer { allowMissingInterfaces = false }
 
+        // 0. Routers that go or change, and routed ports that go or change (Daemon+Router.swift).
+        try convergeRoutersRemoving(to: target)
         // 1. Bridges that go, and those whose FDB capacity changes (the table is sized at creation).
         for b in snapshot().bridges {
             if let t = target.bridge(named: b.name), t.effectiveFDBCapacity == b.effectiveFDBCapacity { continue }
@@ -206,7 +208,9 @@ extension Daemon {
                 try restoreFilterRules(bridge: t.name, text: t.filterRules ?? "")
             }
         }
-        // 5. Guests.
+        // 5. Routers, their ports and routes.
+        try convergeRoutersAdding(to: target)
+        // 6. Guests.
         var guests: [String: GuestInfo] = [:]
         for b in target.bridges { for p in b.ports { if let g = p.guest { guests[p.name] = g } } }
         portGuests = guests

@@ -12,6 +12,7 @@
 
 import SwitchControl
 import SwitchCore
+import SwitchIO
 
 extension Daemon {
     func executeFilterCommand(_ command: ControlCommand) throws -> ControlResult {
@@ -113,7 +114,7 @@ extension Daemon {
     }
 
     /// `show` fields of port `i`: its anti-spoofing and addresses.
-    static func withAddresses(_ info: PortInfo, _ engine: BridgeRunner.Engine, _ i: Int) -> PortInfo {
+    static func withAddresses(_ info: PortInfo, _ engine: BridgeEngine<SwitchPort>, _ i: Int) -> PortInfo {
         var info = info
         if let a = engine.portAddresses[i] {
             info.antiSpoofing = a.enforced

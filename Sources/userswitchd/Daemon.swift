@@ -21,6 +21,8 @@ final class Daemon: ControlHandler, @unchecked Sendable {
     let logger: Logger
     let lock = NSLock()
     var bridges: [String: BridgeRunner] = [:]
+    /// Routers (Daemon+Router.swift); their names share the bridges' namespace.
+    var routers: [String: RouterRunner] = [:]
     /// Durable configuration (Daemon+Config.swift): saved after every successful change; nil in
     /// tests that run without a file.
     var configStore: ConfigStore?
@@ -33,7 +35,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
     /// `userswitchd --spin-us`: how long a bridge's thread polls after the last frame.
     let spinMicroseconds: UInt64
 
-    init(logger: Logger, spinMicroseconds: UInt64 = BridgeRunner.defaultSpinMicroseconds) {
+    init(logger: Logger, spinMicroseconds: UInt64 = DataplaneTuning.defaultSpinMicroseconds) {
         self.logger = logger
         self.spinMicroseconds = spinMicroseconds
     }
@@ -59,6 +61,8 @@ final class Daemon: ControlHandler, @unchecked Sendable {
         defer { lock.unlock() }
         for (_, r) in bridges { r.stop() }
         bridges.removeAll()
+        for (_, r) in routers { r.stop() }
+        routers.removeAll()
     }
 
     /// A link appeared or vanished: let the bridges that have a port of that name look now rather
@@ -67,6 +71,11 @@ final class Daemon: ControlHandler, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         for (_, r) in bridges {
+            r.async { runner in
+                if runner.engine.portIndex(named: name) != nil { runner.checkPorts() }
+            }
+        }
+        for (_, r) in routers {
             r.async { runner in
                 if runner.engine.portIndex(named: name) != nil { runner.checkPorts() }
             }
@@ -81,7 +90,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
     }
 
     /// The bridge that has a port of this name, if any.
-    private func bridgeHolding(port: String) -> String? {
+    func bridgeHolding(port: String) -> String? {
         for (b, r) in bridges where r.sync({ $0.engine.portIndex(named: port) != nil }) { return b }
         return nil
     }
@@ -92,15 +101,35 @@ final class Daemon: ControlHandler, @unchecked Sendable {
         switch command {
         case .setPortGuest, .apply, .configuration:
             return try executeConfigCommand(command) // Daemon+Config.swift
+        case .addRouter, .delRouter, .routeAdd, .routeDel, .routes, .neighbours, .neighbourAdd, .neighbourDel,
+             .neighbourFlush, .showRouters:
+            return try executeRouterCommand(command) // Daemon+Router.swift
+        case .addPortWithAddresses(let name, let port, let type, _, let addresses) where routers[name] != nil:
+            try addRouterPort(routers[name]!, router: name, port: port, type: type, addresses: addresses)
+            return .done
+        case .addPort(let name, _, _, _) where routers[name] != nil:
+            throw CommandError("a routed port needs the guest's IPv4 addresses: ip=\"A [B ...]\"")
+        case .delPort(let name, let port) where routers[name] != nil:
+            let removed: Bool = routers[name]!.sync { runner in
+                guard let i = runner.engine.portIndex(named: port), i != 0 else { return false }
+                let d = try? runner.engine.removePort(i)
+                runner.portTypes[i] = nil
+                if let d = d ?? nil { runner.retire(d) }
+                return true
+            }
+            guard removed else { throw CommandError("router '\(name)' has no guest port '\(port)'") }
+            logger.info("port \(port) removed from router \(name)")
+            return .done
         case .filter, .filterSave, .filterRestore, .setPort, .addPortWithAddresses:
             return try executeFilterCommand(command) // Daemon+Filter.swift
 
         case .addBridge(let name, let ageing, let capacity):
             guard bridges[name] == nil else { throw CommandError("bridge '\(name)' already exists") }
+            guard routers[name] == nil else { throw CommandError("a router named '\(name)' already exists") }
             var settings = BridgeSettings()
             if let a = ageing { settings.ageingMilliseconds = a * 1000 }
             if let c = capacity { settings.fdbCapacity = c }
-            let r = BridgeRunner(name: name, settings: settings, logger: logger, spinMicroseconds: spinMicroseconds)
+            let r = BridgeRunner(name: name, engine: BridgeEngine(settings: settings), logger: logger, spinMicroseconds: spinMicroseconds)
             r.start()
             bridges[name] = r
             logger.info("bridge \(name) added")
@@ -120,11 +149,11 @@ final class Daemon: ControlHandler, @unchecked Sendable {
             switch type {
             case .system:
                 if if_nametoindex(port) == 0 {
-                    // Restore/apply: the port waits down; BridgeRunner.checkPorts attaches it later.
+                    // Restore/apply: the port waits down; DataplaneRunner.checkPorts attaches it later.
                     guard allowMissingInterfaces else { throw CommandError("no such network interface '\(port)'") }
                     device = nil
                 } else {
-                    do { device = .packet(try PacketSocketPort(interface: port, options: BridgeRunner.portOptions)) } catch {
+                    do { device = .packet(try PacketSocketPort(interface: port, options: DataplaneTuning.portOptions)) } catch {
                         throw CommandError("cannot attach '\(port)': \(error)")
                     }
                 }
@@ -216,8 +245,10 @@ final class Daemon: ControlHandler, @unchecked Sendable {
         case .stats(let bridge, let port):
             var names = bridges.keys.sorted()
             if let b = bridge {
-                _ = try runner(b)
-                names = [b]
+                if routers[b] != nil { names = [] } else {
+                    _ = try runner(b)
+                    names = [b]
+                }
             }
             var out: [BridgeStats] = names.map { name in
                 bridges[name]!.sync { runner -> BridgeStats in
@@ -232,6 +263,22 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                                          events: PortStats.events(c, e.portEvents(i)))
                     }
                     return BridgeStats(name: name, ports: ports, drops: drops.byName, fdbEntries: e.fdb.count)
+                }
+            }
+            if bridge == nil || routers[bridge!] != nil {
+                for name in routers.keys.sorted() where bridge == nil || bridge == name {
+                    out.append(routers[name]!.sync { runner -> BridgeStats in
+                        let e = runner.engine
+                        e.updatePortEvents()
+                        let ports = e.portIndices.map { i in
+                            let c = e.portCounters(i)
+                            return PortStats(name: e.portNames[i]!, state: e.isUp(i) ? "up" : "down",
+                                             rxFrames: c.rxFrames, rxBytes: c.rxBytes, txFrames: c.txFrames,
+                                             txBytes: c.txBytes, downEvents: c.downEvents,
+                                             events: PortStats.events(c, e.portEvents(i)))
+                        }
+                        return BridgeStats(name: name, ports: ports, drops: e.dropCounters, fdbEntries: e.neighbours.count)
+                    })
                 }
             }
             if let p = port {

@@ -27,7 +27,7 @@ func usage(_ problem: String? = nil) -> Never {
       --config PATH   saved configuration, restored at start and saved after every change
                       (default: $USERSWITCH_CONFIG or \(defaultConfigPath))
       --spin-us N     microseconds a bridge's thread keeps polling after the last frame before it
-                      sleeps (default \(BridgeRunner.defaultSpinMicroseconds); 0 sleeps at once: less CPU, longer
+                      sleeps (default \(DataplaneTuning.defaultSpinMicroseconds); 0 sleeps at once: less CPU, longer
                       round trips; see docs/performance.md)
 
     """.utf8))
@@ -39,7 +39,7 @@ struct DaemonOptions {
     var socket: String? = nil
     var config: String? = nil
     var logLevel = Logger.Level.info
-    var spinMicroseconds = BridgeRunner.defaultSpinMicroseconds
+    var spinMicroseconds = DataplaneTuning.defaultSpinMicroseconds
 
     static func parse(_ arguments: ArraySlice<String>) -> DaemonOptions {
         var o = DaemonOptions()

@@ -143,4 +143,39 @@ final class ConfigurationRulesTests: XCTestCase {
         XCTAssertEqual(loaderProblem(bad), "f.json: " + (direct ?? ""), "the file's name, then the same problem")
         XCTAssertNil(commandProblem(.apply(config { _ in })))
     }
+
+    func testRouters() {
+        func router(_ change: (inout RouterConfiguration) -> Void) -> SwitchConfiguration {
+            var r = RouterConfiguration(name: "rt0", uplink: "eth9", address: "192.0.2.1/24")
+            change(&r)
+            return SwitchConfiguration(routers: [r])
+        }
+        let cases: [(String, String, String, String?, Bool)] = [
+            ("rt/0", "eth9", "192.0.2.1/24", nil, true), ("rt0", "a b", "192.0.2.1/24", nil, true),
+            ("rt0", "eth9", "192.0.2.1", nil, true), ("rt0", "eth9", "192.0.2.0/24", nil, true),
+            ("rt0", "eth9", "192.0.2.1/33", nil, true), ("rt0", "eth9", "192.0.2.1/24", "192.0.2.300", true),
+            ("rt0", "eth9", "192.0.2.1/24", "192.0.2.254", false), ("rt0", "eth9", "10.0.0.1/32", nil, false)]
+        for (name, uplink, address, gateway, bad) in cases {
+            agree("router \(name) \(uplink) \(address) \(gateway ?? "-")",
+                  .addRouter(name: name, uplink: uplink, address: address, gateway: gateway, mac: nil),
+                  router { $0.name = name; $0.uplink = uplink; $0.address = address; $0.gateway = gateway }, refused: bad)
+        }
+        let routes: [(String, String?, String?, Bool)] = [("10.0.0.0/8", "192.0.2.9", "eth9", true), ("10.0.0.0/8", nil, nil, true),
+                                                          ("10.0.0.0/33", "192.0.2.9", nil, true), ("10.0.0.0/8", "x", nil, true),
+                                                          ("10.0.0.0/8", "192.0.2.9", nil, false), ("10.0.0.0/8", nil, "eth9", false)]
+        for (prefix, via, dev, bad) in routes {
+            agree("route \(prefix) via \(via ?? "-") dev \(dev ?? "-")", .routeAdd(router: "rt0", prefix: prefix, via: via, dev: dev),
+                  router { $0.routes = [RouteConfiguration(prefix: prefix, via: via, dev: dev)] }, refused: bad)
+        }
+        for (ips, bad) in [(["10.0.0.300"], true), (["2001:db8::5"], true), (["10.0.0.5"], false)] {
+            let port = RoutedPortConfiguration(name: "vif1.0", ips: ips)
+            let c = router { $0.ports = [port] }
+            XCTAssertEqual(loaderProblem(c) != nil, bad, "routed port \(ips): \(loaderProblem(c) ?? "accepted")")
+        }
+        // One namespace: a router cannot take a bridge's name or port.
+        XCTAssertNotNil(loaderProblem(SwitchConfiguration(bridges: [BridgeConfiguration(name: "rt0")],
+                                                          routers: [RouterConfiguration(name: "rt0", uplink: "eth9", address: "192.0.2.1/24")])))
+        XCTAssertNotNil(loaderProblem(SwitchConfiguration(bridges: [BridgeConfiguration(name: "br0", ports: [PortConfiguration(name: "eth9")])],
+                                                          routers: [RouterConfiguration(name: "rt0", uplink: "eth9", address: "192.0.2.1/24")])))
+    }
 }

@@ -71,7 +71,8 @@ final class UserSwitchCtlTests: XCTestCase {
         XCTAssertEqual(run.status, 0)
         XCTAssertEqual(run.stdout, Format.show(Samples.bridges))
         XCTAssertEqual(run.stderr, "")
-        XCTAssertEqual(handler.requests, [ControlRequest(.show)])
+        // The bridges, then the routers (none here: the daemon's answer is not a router list).
+        XCTAssertEqual(handler.requests, [ControlRequest(.show), ControlRequest(.showRouters)])
     }
 
     func testListingsAsJSON() throws {

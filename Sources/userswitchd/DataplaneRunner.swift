@@ -1,14 +1,16 @@
-// BridgeRunner: one bridge's dataplane thread.
+// DataplaneRunner: one bridge's or one router's dataplane thread (BridgeRunner, RouterRunner).
 //
-// The thread owns the bridge's BridgeEngine outright: the FDB, the port backends and every
-// counter are touched by this thread only, so the per-frame path needs no lock. The control plane
+// The thread owns its engine outright (a BridgeEngine or a RouterEngine: the FDB or the
+// neighbour cache, the port backends and every counter) and nothing else touches them, so the
+// per-frame path needs no lock. The control plane
 // reaches the engine by posting jobs to the runner's mailbox; the thread runs them between
 // batches, which is what makes a configuration change atomic for the dataplane (a frame is
 // forwarded wholly under the old configuration or wholly under the new one).
 //
 // The loop: run posted jobs (one atomic load when there are none), receive a batch from every up
-// port and forward it, and once a second age the FDB and check that each port's interface is still
-// the one it was bound to. When no port had anything for a while (`spinNanoseconds`, 5 ms), the
+// port and forward it, run the engine's housekeeping (the bridge ages its FDB once a second, the
+// router runs its neighbour timers every 100 ms), and once a second check that each port's
+// interface is still the one it was bound to. When no port had anything for a while (`spinNanoseconds`, 5 ms), the
 // thread stops spinning and sleeps in poll() on the ports' descriptors and the mailbox's eventfd;
 // while it spins without traffic it yields the CPU on every pass (see `yieldAfterNanoseconds`).
 
@@ -21,11 +23,67 @@ import Logging
 import SwitchControl
 import SwitchCore
 import SwitchIO
+import SwitchRouting
 import Synchronization
 
-final class BridgeRunner: @unchecked Sendable {
-    typealias Engine = BridgeEngine<SwitchPort>
-    typealias Job = @Sendable (BridgeRunner) -> Void
+/// What a runner needs of the engine it runs.
+protocol RunnerEngine: AnyObject, SendableMetatype {
+    var devices: [SwitchPort?] { get }
+    var portNames: [String?] { get }
+    var portIndices: [Int] { get }
+    @discardableResult func pollAll(now: UInt32) -> Int
+    @discardableResult func setDevice(_ i: Int, _ device: SwitchPort?) -> SwitchPort?
+    @discardableResult func removePort(_ i: Int) throws -> SwitchPort?
+    func updatePortEvents()
+    /// Timers of the engine, run between batches every `housekeepingMilliseconds`.
+    func housekeeping(now: UInt32)
+    var housekeepingMilliseconds: UInt32 { get }
+    /// Port `i`'s interface was looked at in the once-a-second check (the router follows its MTU).
+    func portChecked(_ i: Int, interface name: String)
+    /// Port `i`'s interface came back and its backend is attached again.
+    func portAttached(_ i: Int)
+}
+
+extension BridgeEngine: RunnerEngine where Port == SwitchPort {
+    func housekeeping(now: UInt32) { age(now: now) }
+    var housekeepingMilliseconds: UInt32 { 1000 }
+    func portChecked(_ i: Int, interface name: String) {}
+    func portAttached(_ i: Int) {}
+}
+
+extension RouterEngine: RunnerEngine where Port == SwitchPort {
+    var housekeepingMilliseconds: UInt32 { 100 }
+    /// The egress MTU follows the interface's, also when it changes while the router runs.
+    func portChecked(_ i: Int, interface name: String) {
+        let m = Daemon.interfaceMTU(name)
+        if m != portMTU(i) { setMTU(i, m) }
+    }
+    /// A guest port that comes up is announced on the uplink (gratuitous ARP), as when it is added.
+    func portAttached(_ i: Int) { announce(port: i) }
+}
+
+typealias BridgeRunner = DataplaneRunner<BridgeEngine<SwitchPort>>
+typealias RouterRunner = DataplaneRunner<RouterEngine<SwitchPort>>
+
+/// The dataplane threads' timing, the same for every runner.
+enum DataplaneTuning {
+    /// `userswitchd --spin-us` default.
+    static let defaultSpinMicroseconds: UInt64 = 5000
+    /// The AF_PACKET ports' ring geometry (PacketSocketPort.Options' defaults).
+    static let portOptions = PacketSocketPort.Options()
+    /// After this long without a frame, every empty pass yields the CPU (sched_yield), so that a
+    /// traffic generator or guest sharing the core runs before the next pass: spinning keeps
+    /// latency low without taking the core from the threads that produce the traffic.
+    static let yieldAfterNanoseconds: UInt64 = 20_000
+    /// A pass that moved fewer frames than this also yields: traffic is flowing but the producers
+    /// (guests, the endpoints' TCP stacks) are the bottleneck, and on a machine where they share
+    /// the bridge thread's cores, giving them the CPU is what makes more frames arrive. Full
+    /// batches (a flood of small frames) never yield.
+    static let yieldBelowFrames = 16
+}
+
+final class DataplaneRunner<Engine: RunnerEngine>: @unchecked Sendable {
+    typealias Job = @Sendable (DataplaneRunner) -> Void
 
     let name: String
     let logger: Logger
@@ -48,27 +106,15 @@ final class BridgeRunner: @unchecked Sendable {
     /// How long the loop keeps polling the rings after the last frame before it sleeps in poll():
     /// `userswitchd --spin-us` (default 5000 µs; 0 sleeps as soon as a pass finds nothing). Waking
     /// a thread from poll() costs 20-100 µs of round trip on this class of machine, so the window
-    /// covers the gaps of request/response traffic (ping at 2 ms, TCP ACK clocks); an idle bridge
+    /// covers the gaps of request/response traffic (ping at 2 ms, TCP ACK clocks); an idle engine
     /// still sleeps after it, and while it spins without traffic it yields the CPU on every pass.
     let spinNanoseconds: UInt64
-    static let defaultSpinMicroseconds: UInt64 = 5000
-    /// The AF_PACKET ports' ring geometry (PacketSocketPort.Options' defaults).
-    static let portOptions = PacketSocketPort.Options()
-    /// After this long without a frame, every empty pass yields the CPU (sched_yield), so that a
-    /// traffic generator or guest sharing the core runs before the next pass: spinning keeps
-    /// latency low without taking the core from the threads that produce the traffic.
-    static let yieldAfterNanoseconds: UInt64 = 20_000
-    /// A pass that moved fewer frames than this also yields: traffic is flowing but the producers
-    /// (guests, the endpoints' TCP stacks) are the bottleneck, and on a machine where they share
-    /// the bridge thread's cores, giving them the CPU is what makes more frames arrive. Full
-    /// batches (a flood of small frames) never yield.
-    static let yieldBelowFrames = 16
 
-    init(name: String, settings: BridgeSettings, logger: Logger,
-         spinMicroseconds: UInt64 = BridgeRunner.defaultSpinMicroseconds) {
+    init(name: String, engine: Engine, logger: Logger,
+         spinMicroseconds: UInt64 = DataplaneTuning.defaultSpinMicroseconds) {
         self.name = name
         self.logger = logger
-        engine = Engine(settings: settings)
+        self.engine = engine
         wakeFD = CLinuxNet_eventfd_nonblocking()
         kicker = TransmitKicker(notifyDescriptor: wakeFD)
         spinNanoseconds = spinMicroseconds &* 1000
@@ -107,7 +153,7 @@ final class BridgeRunner: @unchecked Sendable {
     }
 
     /// Runs `body` on the runner thread and returns its result.
-    func sync<T>(_ body: @escaping (BridgeRunner) -> T) -> T {
+    func sync<T>(_ body: @escaping (DataplaneRunner) -> T) -> T {
         let box = SyncBox<T>()
         nonisolated(unsafe) let body = body
         async { runner in
@@ -136,26 +182,31 @@ final class BridgeRunner: @unchecked Sendable {
 
     private func run() {
         var lastHousekeeping = MonotonicClock.milliseconds()
+        var lastCheck = lastHousekeeping
+        let interval = engine.housekeepingMilliseconds
         var lastTraffic = MonotonicClock.nanoseconds()
         while !stopping.load(ordering: .acquiring) {
             if pendingJobs.load(ordering: .acquiring) > 0 { runJobs() }
             if kicker.takeErrorsRaised() { collectKickErrors() }
             let now = MonotonicClock.milliseconds()
             let n = engine.pollAll(now: now)
-            if now &- lastHousekeeping >= 1000 {
+            if now &- lastHousekeeping >= interval {
                 lastHousekeeping = now
-                engine.age(now: now)
-                checkPorts()
+                engine.housekeeping(now: now)
+                if now &- lastCheck >= 1000 {
+                    lastCheck = now
+                    checkPorts()
+                }
             }
             if n > 0 {
                 lastTraffic = MonotonicClock.nanoseconds()
-                if n < BridgeRunner.yieldBelowFrames { sched_yield() }
+                if n < DataplaneTuning.yieldBelowFrames { sched_yield() }
                 continue
             }
             kicker.noteIdle()
             let idle = MonotonicClock.nanoseconds() &- lastTraffic
             if idle < spinNanoseconds {
-                if idle >= BridgeRunner.yieldAfterNanoseconds { sched_yield() }
+                if idle >= DataplaneTuning.yieldAfterNanoseconds { sched_yield() }
                 continue
             }
             sleepUntilReadable()
@@ -216,14 +267,16 @@ final class BridgeRunner: @unchecked Sendable {
         for i in engine.portIndices where portTypes[i] == .system {
             guard let name = engine.portNames[i] else { continue }
             let current = Int32(bitPattern: if_nametoindex(name))
+            if current != 0 { engine.portChecked(i, interface: name) }
             if let d = engine.devices[i] {
                 if d.isDead || current != d.ifIndex { portLost(i, reason: "interface \(name) is gone") }
             }
             if engine.devices[i] == nil && current != 0 {
                 do {
-                    let p = try PacketSocketPort(interface: name, options: BridgeRunner.portOptions)
+                    let p = try PacketSocketPort(interface: name, options: DataplaneTuning.portOptions)
                     adopt(.packet(p))
                     engine.setDevice(i, .packet(p))
+                    engine.portAttached(i)
                     pollSetStale = true
                     logger.notice("port \(name) re-attached", metadata: ["bridge": "\(self.name)"])
                 } catch {

@@ -1,0 +1,296 @@
+// Daemon+Router: routers (routed mode, Xen's vif-route done in the switch).
+//
+// A router runs on a dataplane thread of its own (RouterRunner) like a bridge; its engine is
+// SwitchRouting's RouterEngine. Bridges and routers share one namespace of names, so `add-port`
+// and `del-port` on a router's name add or remove a routed port: `ip=` gives the guest's
+// addresses (host routes and anti-spoofing), `mac=` its MAC (used without asking, enforced as its
+// source). A port named `...-emu` (an HVM guest's emulated tap) or of type tap gets host routes of
+// metric 1, a vif metric 2, as vif-route sets them, so the tap wins while both exist. The router's
+// MAC defaults to a locally administered address derived from its name, stable across restarts.
+// Each port's MTU is read from the interface when it attaches and once a second after that.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SwitchControl
+import SwitchCore
+import SwitchIO
+import SwitchRouting
+
+extension Daemon {
+    func runner(router name: String) throws -> RouterRunner {
+        guard let r = routers[name] else { throw CommandError("no such router '\(name)'") }
+        return r
+    }
+
+    /// A stable, locally administered unicast MAC for router `name` (FNV-1a of the name).
+    static func routerMAC(_ name: String) -> MACAddress {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        return MACAddress(rawValue: 0x0200_0000_0000 | (h & 0x00FF_FFFF_FFFF))
+    }
+
+    /// The interface's MTU from sysfs, 1500 when it cannot be read.
+    static func interfaceMTU(_ name: String) -> Int {
+        guard let text = try? String(contentsOfFile: "/sys/class/net/\(name)/mtu", encoding: .utf8),
+              let n = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return 1500 }
+        return n
+    }
+
+    func executeRouterCommand(_ command: ControlCommand) throws -> ControlResult {
+        switch command {
+        case .addRouter(let name, let uplink, let address, let gateway, let mac):
+            guard bridges[name] == nil, routers[name] == nil else { throw CommandError("a bridge or router named '\(name)' already exists") }
+            if let b = bridgeHolding(port: uplink) { throw CommandError("interface '\(uplink)' is already a port of bridge '\(b)'") }
+            if let r = routerHolding(port: uplink) { throw CommandError("interface '\(uplink)' is already a port of router '\(r)'") }
+            let (a, mask) = ConfigurationRules.routerAddress(address)!
+            let device: SwitchPort?
+            if if_nametoindex(uplink) == 0 {
+                guard allowMissingInterfaces else { throw CommandError("no such network interface '\(uplink)'") }
+                device = nil
+            } else {
+                do { device = .packet(try PacketSocketPort(interface: uplink, options: DataplaneTuning.portOptions)) } catch {
+                    throw CommandError("cannot attach '\(uplink)': \(error)")
+                }
+            }
+            let engine = RouterEngine<SwitchPort>(mac: mac ?? Daemon.routerMAC(name))
+            let r = RouterRunner(name: name, engine: engine, logger: logger, spinMicroseconds: spinMicroseconds)
+            r.adopt(device)
+            do {
+                _ = try engine.addPort(name: uplink, device: device, mtu: Daemon.interfaceMTU(uplink))
+            } catch {
+                device?.close()
+                throw CommandError("cannot add the uplink: \(error)")
+            }
+            r.portTypes[0] = .system
+            engine.setAddress(a, mask: mask, gateway: gateway.flatMap { IPv4Prefix.parseAddress($0) })
+            r.start()
+            routers[name] = r
+            logger.info("router \(name) added on \(uplink) (\(address))")
+            return .done
+
+        case .delRouter(let name):
+            let r = try runner(router: name)
+            routers[name] = nil
+            r.stop()
+            logger.info("router \(name) deleted")
+            return .done
+
+        case .routeAdd(let router, let prefix, let via, let dev):
+            let r = try runner(router: router)
+            let p = IPv4Prefix(prefix)!
+            let err: String? = r.sync { runner in
+                let e = runner.engine
+                if let dev {
+                    guard let i = e.portIndex(named: dev) else { return "router '\(router)' has no port '\(dev)'" }
+                    e.addRoute(IPv4Route(prefix: p, port: i, kind: .static))
+                } else {
+                    let g = IPv4Prefix.parseAddress(via!)!
+                    let through = e.routes.lookup(g)
+                    guard through >= 0, e.routes.routes[through].gateway == 0 else {
+                        return "next hop \(via!) is not on a connected network or guest port of '\(router)'"
+                    }
+                    e.addRoute(IPv4Route(prefix: p, port: e.routes.routes[through].port, gateway: g, kind: .static))
+                }
+                return nil
+            }
+            if let err { throw CommandError(err) }
+            return .done
+
+        case .routeDel(let router, let prefix):
+            let r = try runner(router: router)
+            let p = IPv4Prefix(prefix)!
+            guard r.sync({ $0.engine.removeRoute(p) }) else { throw CommandError("router '\(router)' has no static route \(prefix)") }
+            return .done
+
+        case .routes(let router):
+            let r = try runner(router: router)
+            return .routes(r.sync { runner in
+                let e = runner.engine
+                return e.routes.routes.map { route in
+                    RouteInfo(destination: route.kind == .default ? "default" : route.prefix.description,
+                              via: route.gateway == 0 ? nil : IPv4Prefix.format(route.gateway),
+                              dev: e.portNames[route.port] ?? "?", kind: route.kind.rawValue, metric: route.metric)
+                }
+            })
+
+        case .neighbours(let router):
+            let r = try runner(router: router)
+            return .neighbours(r.sync { runner in
+                let e = runner.engine
+                return e.neighbours.entries().sorted { ($0.port, $0.address) < ($1.port, $1.address) }.map { n in
+                    NeighbourInfo(address: IPv4Prefix.format(n.address), mac: n.mac, port: e.portNames[n.port] ?? "?",
+                                  state: n.state.name, queued: n.queued)
+                }
+            })
+
+        case .neighbourAdd(let router, let address, let mac, let port):
+            let r = try runner(router: router)
+            let a = IPv4Prefix.parseAddress(address)!
+            let err: String? = r.sync { runner in
+                guard let i = runner.engine.portIndex(named: port) else { return "router '\(router)' has no port '\(port)'" }
+                return runner.engine.addNeighbour(a, mac: mac, port: i) ? nil : "the neighbour table of '\(router)' is full"
+            }
+            if let err { throw CommandError(err) }
+            return .done
+
+        case .neighbourDel(let router, let address):
+            let r = try runner(router: router)
+            let a = IPv4Prefix.parseAddress(address)!
+            let found: Bool = r.sync { runner in
+                var any = false
+                for i in runner.engine.portIndices {
+                    if let slots = runner.engine.neighbours.remove(a, port: i) { runner.engine.neighbours.release(slots); any = true }
+                }
+                return any
+            }
+            guard found else { throw CommandError("router '\(router)' has no neighbour \(address)") }
+            return .done
+
+        case .neighbourFlush(let router, let port):
+            let r = try runner(router: router)
+            let err: String? = r.sync { runner in
+                var index: Int? = nil
+                if let port {
+                    guard let i = runner.engine.portIndex(named: port) else { return "router '\(router)' has no port '\(port)'" }
+                    index = i
+                }
+                runner.engine.neighbours.release(runner.engine.neighbours.flush(port: index))
+                return nil
+            }
+            if let err { throw CommandError(err) }
+            return .done
+
+        case .showRouters:
+            return .routers(routers.keys.sorted().map { name in
+                routers[name]!.sync { runner -> RouterInfo in
+                    let e = runner.engine
+                    let ports = e.portIndices.map { i -> RouterPortInfo in
+                        let c = e.portConfigurations[i]
+                        return RouterPortInfo(name: e.portNames[i] ?? "?", number: i + 1, role: i == 0 ? "uplink" : "guest",
+                                              type: runner.portTypes[i] ?? .system, state: e.isUp(i) ? "up" : "down",
+                                              addresses: (c?.addresses ?? []).map(\.description), mac: c?.guestMAC,
+                                              metric: c?.metric ?? 0, mtu: e.portMTU(i))
+                    }
+                    let prefix = e.address.map { a in "\(IPv4Prefix.format(a))/\(e.addressMask.nonzeroBitCount)" }
+                    return RouterInfo(name: name, mode: "route", mac: e.mac, address: prefix,
+                                      gateway: e.gateway.map(IPv4Prefix.format), ports: ports)
+                }
+            })
+
+        default:
+            throw CommandError("internal: not a router command")
+        }
+    }
+
+    /// add-port on a router: a routed guest port.
+    func addRouterPort(_ r: RouterRunner, router: String, port: String, type: PortType, addresses: PortAddressInfo) throws {
+        if let b = bridgeHolding(port: port) { throw CommandError("port '\(port)' is already on bridge '\(b)'") }
+        if let other = routerHolding(port: port) { throw CommandError("port '\(port)' is already on router '\(other)'") }
+        let parsed = PortAddresses.parseIPs(addresses.ips)
+        guard parsed.bad == nil else { throw CommandError("invalid IP address '\(parsed.bad!)'") }
+        guard !parsed.v4.isEmpty else {
+            throw CommandError("a routed port needs the guest's IPv4 addresses: ip=\"A [B ...]\"")
+        }
+        let device: SwitchPort?
+        switch type {
+        case .system:
+            if if_nametoindex(port) == 0 {
+                guard allowMissingInterfaces else { throw CommandError("no such network interface '\(port)'") }
+                device = nil
+            } else {
+                do { device = .packet(try PacketSocketPort(interface: port, options: DataplaneTuning.portOptions)) } catch {
+                    throw CommandError("cannot attach '\(port)': \(error)")
+                }
+            }
+        case .tap:
+            guard if_nametoindex(port) == 0 else { throw CommandError("cannot create TAP device '\(port)': an interface of that name exists") }
+            do { device = .tap(try TapPort(name: port)) } catch { throw CommandError("cannot create TAP device '\(port)': \(error)") }
+        }
+        let metric = type == .tap || port.hasSuffix("-emu") ? 1 : 2
+        let config = RouterPortConfiguration(addresses: parsed.v4, guestMAC: addresses.macs.first, metric: metric,
+                                             antiSpoofing: addresses.antiSpoofing)
+        let mtu = Daemon.interfaceMTU(port)
+        let result: Result<Int, RouterError> = r.sync { runner in
+            do throws(RouterError) {
+                runner.adopt(device)
+                let i = try runner.engine.addPort(name: port, configuration: config, device: device, mtu: mtu)
+                runner.portTypes[i] = type
+                if device != nil { runner.engine.announce(port: i) }
+                return .success(i)
+            } catch { return .failure(error) }
+        }
+        if case .failure(let e) = result {
+            device?.close()
+            throw CommandError("cannot add port '\(port)' to router '\(router)': \(e)")
+        }
+        logger.info("port \(port) added to router \(router) (\(addresses.ips.joined(separator: " ")))")
+    }
+
+    /// The router that has a port of this name, if any.
+    func routerHolding(port: String) -> String? {
+        for (n, r) in routers where r.sync({ $0.engine.portIndex(named: port) != nil }) { return n }
+        return nil
+    }
+
+    // MARK: durable configuration (Daemon+Config.swift's snapshot and converge)
+
+    /// The running routers as configuration.
+    func routerSnapshot() -> [RouterConfiguration] {
+        routers.keys.sorted().map { name in
+            routers[name]!.sync { runner -> RouterConfiguration in
+                let e = runner.engine
+                let address = e.address.map { "\(IPv4Prefix.format($0))/\(e.addressMask.nonzeroBitCount)" } ?? ""
+                let ports = e.portIndices.filter { $0 != 0 }.map { i -> RoutedPortConfiguration in
+                    let c = e.portConfigurations[i]
+                    return RoutedPortConfiguration(name: e.portNames[i] ?? "?", type: runner.portTypes[i] ?? .system,
+                                                   ips: (c?.addresses ?? []).map(\.description), mac: c?.guestMAC,
+                                                   antiSpoofing: c?.antiSpoofing)
+                }
+                let routes = e.staticRoutes.map { r in
+                    RouteConfiguration(prefix: r.prefix.description, via: r.gateway == 0 ? nil : IPv4Prefix.format(r.gateway),
+                                       dev: r.gateway == 0 ? e.portNames[r.port] : nil)
+                }
+                return RouterConfiguration(name: name, uplink: e.portNames[0] ?? "", address: address,
+                                           gateway: e.gateway.map(IPv4Prefix.format),
+                                           mac: e.mac == Daemon.routerMAC(name) ? nil : e.mac, ports: ports, routes: routes)
+            }
+        }
+    }
+
+    /// Removes the routers the target does not have (or has with another uplink, address, gateway
+    /// or MAC: made again later), and the routed ports it does not have or has otherwise.
+    func convergeRoutersRemoving(to target: SwitchConfiguration) throws {
+        for r in routerSnapshot() {
+            guard let t = target.router(named: r.name), t.uplink == r.uplink, t.address == r.address, t.gateway == r.gateway,
+                  (t.mac ?? Daemon.routerMAC(t.name)) == (r.mac ?? Daemon.routerMAC(r.name)) else {
+                _ = try execute(.delRouter(name: r.name))
+                continue
+            }
+            for p in r.ports where !t.ports.contains(p) {
+                _ = try execute(.delPort(bridge: r.name, port: p.name))
+            }
+        }
+    }
+
+    /// Makes the routers, routed ports and static routes of the target that are missing.
+    func convergeRoutersAdding(to target: SwitchConfiguration) throws {
+        for t in target.routers {
+            if routers[t.name] == nil {
+                _ = try execute(.addRouter(name: t.name, uplink: t.uplink, address: t.address, gateway: t.gateway, mac: t.mac))
+            }
+            let current = routerSnapshot().first { $0.name == t.name }
+            for p in t.ports where !(current?.ports.contains(p) ?? false) {
+                _ = try execute(.addPortWithAddresses(bridge: t.name, port: p.name, type: p.type, vlan: .defaultAccess,
+                                                      addresses: PortAddressInfo(macs: p.mac.map { [$0] } ?? [], ips: p.ips,
+                                                                                 antiSpoofing: p.antiSpoofing)))
+            }
+            let have = Set(current?.routes ?? []), want = Set(t.routes)
+            for r in have.subtracting(want) { _ = try execute(.routeDel(router: t.name, prefix: r.prefix)) }
+            for r in t.routes where !have.contains(r) {
+                _ = try execute(.routeAdd(router: t.name, prefix: r.prefix, via: r.via, dev: r.dev))
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+// Routed mode with real hosts: a LAN host on the router's uplink and guests on routed ports, each
+// in its own network namespace, the router being userswitchd. The guests are set up as a Xen guest
+// behind vif-route is: an address in the LAN's prefix and the router's address as gateway, so
+// proxy ARP makes them reachable from the LAN as if they were on it.
+
+import Foundation
+import XCTest
+
+final class RoutedIntegrationTests: XCTestCase {
+    private func routedLab() throws -> (Lab, String) {
+        let dir = try requireIntegrationPrerequisites()
+        let lab = try Lab(binDirectory: dir)
+        try lab.addGuest("lan", ip: "10.80.0.7", macSuffix: 1)
+        try lab.addGuest("g1", ip: "10.80.0.5", macSuffix: 2)
+        try lab.addGuest("g2", ip: "10.80.0.6", macSuffix: 3)
+        for g in ["g1", "g2"] { try lab.inNamespace(lab.guest(g), ["ip", "route", "add", "default", "via", "10.80.0.1"]) }
+        try lab.startDaemon()
+        let router = lab.prefix + "rt"
+        try lab.mustCtl(["add-router", router, "uplink=\(lab.guest("lan").port)", "address=10.80.0.1/24"])
+        for g in ["g1", "g2"] {
+            try lab.mustCtl(["add-port", router, lab.guest(g).port, "ip=\(lab.guest(g).ip!)", "mac=\(lab.guest(g).mac)"])
+        }
+        return (lab, router)
+    }
+
+    func testGuestsAndTheLANReachEachOtherThroughTheRouter() throws {
+        let (lab, router) = try routedLab()
+        defer { lab.tearDown() }
+        XCTAssertTrue(try lab.canPing(from: "g1", to: "lan"), lab.daemonLogTail())
+        XCTAssertTrue(try lab.canPing(from: "lan", to: "g1"))
+        XCTAssertTrue(try lab.canPing(from: "g1", to: "g2"), "guest to guest is routed")
+        // Proxy ARP: the LAN host holds the guest's address at the router's MAC.
+        let routerMAC = try XCTUnwrap((try lab.ctlJSON(["show"]) as? [String: Any]).flatMap { t in
+            (t["routers"] as? [[String: Any]])?.first?["mac"] as? String
+        })
+        let neigh = try lab.inNamespace(lab.guest("lan"), ["ip", "neigh", "show", "10.80.0.5"])
+        XCTAssertTrue(neigh.contains(routerMAC), "LAN host's neighbour entry for the guest: \(neigh)")
+        // The router's own tables, as ip route / ip neigh print them.
+        let routes = try lab.mustCtl(["routes", router])
+        XCTAssertTrue(routes.contains("10.80.0.0/24 dev \(lab.guest("lan").port) proto connected"), routes)
+        XCTAssertTrue(routes.contains("10.80.0.5 dev \(lab.guest("g1").port) proto host metric 2"), routes)
+        let neighbours = try lab.mustCtl(["neigh", router])
+        XCTAssertTrue(neighbours.contains("10.80.0.7 dev \(lab.guest("lan").port) lladdr \(lab.guest("lan").mac)"), neighbours)
+    }
+
+    func testTTLOfOneGetsTimeExceededFromTheRouter() throws {
+        let (lab, _) = try routedLab()
+        defer { lab.tearDown() }
+        XCTAssertTrue(try lab.canPing(from: "g1", to: "lan"))
+        let r = try lab.runInNamespace(lab.guest("g1"), ["ping", "-c", "1", "-W", "2", "-t", "1", "10.80.0.7"])
+        XCTAssertTrue(r.output.contains("From 10.80.0.1") && r.output.contains("exceeded"), r.output)
+    }
+
+    func testGuestDuplicateAddressDetectionPassesAndSpoofedSourcesAreDropped() throws {
+        let (lab, router) = try routedLab()
+        defer { lab.tearDown() }
+        // arping -D: duplicate address detection of the guest's own address gets no answer.
+        let dad = try lab.runInNamespace(lab.guest("g1"), ["arping", "-D", "-c", "2", "-w", "3", "-I", "eth0", "10.80.0.5"])
+        XCTAssertEqual(dad.status, 0, "DAD found a duplicate: \(dad.output)")
+        // A source the guest does not own never reaches the LAN (the guest knows the LAN host's MAC
+        // first, so its pings go out; its ARP from that source would be dropped as spoofed-arp).
+        XCTAssertTrue(try lab.canPing(from: "g1", to: "lan"))
+        try lab.inNamespace(lab.guest("g1"), ["ip", "addr", "add", "10.80.0.66/32", "dev", "eth0"])
+        let spoofed = try lab.runInNamespace(lab.guest("g1"), ["ping", "-c", "2", "-W", "1", "-I", "10.80.0.66", "10.80.0.7"])
+        XCTAssertNotEqual(spoofed.status, 0, spoofed.output)
+        let stats = try lab.ctlJSON(["stats", "--bridge", router])
+        let drops = JSONSearch.objects(in: stats).compactMap { $0["drops"] as? [String: Any] }.first ?? [:]
+        XCTAssertGreaterThanOrEqual((drops["spoofed-source-ip"] as? Int) ?? 0, 2, "\(drops)")
+    }
+
+    func testRouterIsSavedAndComesBackAfterSIGKILL() throws {
+        let (lab, router) = try routedLab()
+        defer { lab.tearDown() }
+        try lab.mustCtl(["route-add", router, "192.0.2.0/24", "via", "10.80.0.7"])
+        XCTAssertTrue(try lab.canPing(from: "g1", to: "lan"))
+        let before = try lab.mustCtl(["show-config"])
+        XCTAssertTrue(before.contains("\"routers\""), before)
+        XCTAssertTrue(before.contains("192.0.2.0/24"), before)
+        let d = try XCTUnwrap(lab.daemon)
+        kill(d.processIdentifier, SIGKILL)
+        XCTAssertEqual(lab.stopDaemon()?.reason, .uncaughtSignal)
+        try lab.startDaemon()
+        XCTAssertEqual(try lab.mustCtl(["show-config"]), before, "the same configuration after a restart")
+        XCTAssertTrue(try lab.canPing(from: "g1", to: "lan"), lab.daemonLogTail())
+        XCTAssertTrue(try lab.canPing(from: "lan", to: "g2"))
+        let routes = try lab.mustCtl(["routes", router])
+        XCTAssertTrue(routes.contains("192.0.2.0/24 via 10.80.0.7 dev \(lab.guest("lan").port) proto static"), routes)
+    }
+}
