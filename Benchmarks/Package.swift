@@ -22,6 +22,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "SwitchCore", package: "userswitch"),
                 .product(name: "SwitchTesting", package: "userswitch"),
+                .product(name: "SwitchRouting", package: "userswitch"),
             ],
             path: "Benchmarks/SwitchCoreBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -42,8 +42,11 @@ public struct IPv4Route: Equatable, Sendable {
 }
 
 public final class IPv4RouteTable {
-    /// Every route given, in the order given (for listings), and the ones lookups can answer.
+    /// Every route given, in the order given (for listings).
     public let routes: [IPv4Route]
+    /// The same in flat memory, for the dataplane (reading an element of `routes` would touch the
+    /// array's reference count on every frame).
+    let flat: FixedArray<IPv4Route>
     /// Slot keys: prefix length << 32 | prefix, + 1 (0: empty); values: index into `routes`.
     let keys: FixedArray<UInt64>
     let values: FixedArray<Int32>
@@ -54,6 +57,7 @@ public final class IPv4RouteTable {
 
     public init(_ routes: [IPv4Route], secret: UInt64 = UInt64.random(in: 1...UInt64.max)) {
         self.routes = routes
+        flat = FixedArray(routes)
         let secret = secret | 1
         var best: [UInt64: Int] = [:]
         for (i, r) in routes.enumerated() {
@@ -89,6 +93,10 @@ public final class IPv4RouteTable {
         h ^= h >> 29
         return Int(truncatingIfNeeded: h) & mask
     }
+
+    /// Route `i` (an index `lookup` returned), without touching `routes`' reference count.
+    @inline(__always)
+    public func route(_ i: Int) -> IPv4Route { flat[i] }
 
     /// The route for `destination`: an index into `routes`, or -1 when none matches.
     @inline(__always)

@@ -18,6 +18,7 @@ import SwitchCore
 
 extension RouterEngine {
     func handleARP(_ i: Int, from p: Int) {
+        cachedHop = .max
         let f = UnsafeRawPointer(batch.frames[i])
         let hrd = HeaderBytes.be16(f, 14), pro = HeaderBytes.be16(f, 16)
         let hln = HeaderBytes.byte(f, 18), pln = HeaderBytes.byte(f, 19), op = HeaderBytes.be16(f, 20)
@@ -38,7 +39,7 @@ extension RouterEngine {
                 answer = true
             } else if sip != 0 && sip != tip {
                 let r = routes.lookup(tip)
-                answer = r >= 0 && routes.routes[r].port != 0
+                answer = r >= 0 && routes.route(r).port != 0
             }
         } else {
             let guest = portConfigurations[p]?.addresses ?? []
@@ -103,13 +104,14 @@ extension RouterEngine {
     /// Queued frames whose next hop just resolved: their Ethernet header is written now and they
     /// go out with this batch.
     func releaseQueued(_ slots: [Int32]) {
+        cachedHop = .max
         for s in slots {
             let (f, len, vnet) = neighbours.slotFrame(s)
             let k = released.count
             let dst = HeaderBytes.be32(f, 30)
             let r = routes.lookup(dst)
             guard k < released.capacity, r >= 0 else { neighbours.release([s]); drop(.noRoute); continue }
-            let route = routes.routes[r]
+            let route = routes.route(r)
             let hop = route.gateway != 0 ? route.gateway : dst
             guard case .mac(let m) = nextHopMAC(hop, port: route.port) else {
                 neighbours.release([s]); drop(.neighbourUnreachable); continue
@@ -126,6 +128,7 @@ extension RouterEngine {
             mac.store(to: f + 6)
             released.append(f, length: len, vnet: vnet)
             releasedPort[k] = Int32(route.port)
+            markTouched(route.port)
             releasedSlot[k] = s
         }
     }

@@ -35,6 +35,7 @@ extension RouterEngine {
         devices[i] = nil
         portNames[i] = nil
         portConfigurations[i] = nil
+        guestMAC[i] = 0
         staticRoutes.removeAll { $0.port == i }
         while portCount > 0 && !inUse[portCount - 1] { portCount -= 1 }
         setAntiSpoof(i, nil)
@@ -72,6 +73,7 @@ extension RouterEngine {
     public func portMTU(_ i: Int) -> Int { Int(mtu[i]) }
 
     func applyPortConfiguration(_ i: Int) {
+        guestMAC[i] = i == 0 ? 0 : portConfigurations[i]?.guestMAC?.rawValue ?? 0
         guard i != 0, let c = portConfigurations[i] else { rebuildRoutes(); return }
         let a = PortAddresses(macs: c.guestMAC.map { [$0] } ?? [], ipv4: c.addresses, ipv6: [], antiSpoofing: c.antiSpoofing)
         setAntiSpoof(i, a.isEmpty && a.antiSpoofing == nil ? nil : a)
@@ -144,6 +146,7 @@ extension RouterEngine {
     /// A permanent neighbour (`neigh-add`).
     @discardableResult
     public func addNeighbour(_ a: UInt32, mac m: MACAddress, port p: Int) -> Bool {
+        cachedHop = .max
         let (ok, released) = neighbours.setPermanent(a, port: p, mac: m, now: clock)
         made.count = 0
         releaseQueued(released)

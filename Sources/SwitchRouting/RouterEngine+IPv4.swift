@@ -41,7 +41,7 @@ extension RouterEngine {
         if RouterEngine.isMartian(src) || RouterEngine.isMartian(dst) { drop(.martian); return }
         if p == 0 {
             let r = routes.lookup(src)
-            if r >= 0 && routes.routes[r].port != 0 { drop(.reversePath); return }
+            if r >= 0 && routes.route(r).port != 0 { drop(.reversePath); return }
         }
         if let own = address, dst == own {
             deliverLocally(f, length: 14 + total, ihl: ihl, from: p)
@@ -59,7 +59,7 @@ extension RouterEngine {
             sendICMPError(about: f, length: len, type: 3, code: 0, info: 0, port: p)
             return
         }
-        let route = routes.routes[r]
+        let route = routes.route(r)
         let q = route.port
         guard inUse[q], up[q] else {
             drop(.egressPortDown)
@@ -101,7 +101,7 @@ extension RouterEngine {
             } else {
                 m.store(to: f)
                 mac.store(to: f + 6)
-                egressPort[i] = Int32(q)
+                sendForwarded(i, on: q)
             }
         case .pending(let entry, let request):
             if request { sendARPRequest(for: hop, on: q, to: nil) }
@@ -111,13 +111,17 @@ extension RouterEngine {
         }
     }
 
-    /// The MAC of next hop `hop` on port `q`: a guest's `mac=` without asking, else the cache.
+    /// The MAC of next hop `hop` on port `q`: on a guest port whose guest's MAC is known, that MAC
+    /// without asking (the link is point-to-point: the guest is the only host on it), else the cache.
     @inline(__always)
     func nextHopMAC(_ hop: UInt32, port q: Int) -> NeighbourTable.Resolution {
-        if q != 0, let c = portConfigurations[q], let m = c.guestMAC, c.addresses.contains(where: { $0.contains(hop) }) {
-            return .mac(m)
-        }
-        return neighbours.resolve(hop, port: q, now: clock)
+        let m = guestMAC[q]
+        if m != 0 { return .mac(MACAddress(rawValue: m)) }
+        let key = UInt64(q) << 32 | UInt64(hop)
+        if key == cachedHop { return .mac(cachedMAC) }
+        let r = neighbours.resolve(hop, port: q, now: clock)
+        if case .mac(let found) = r { cachedHop = key; cachedMAC = found }
+        return r
     }
 
     /// The network-layer length of each segment a GSO super-frame becomes.
@@ -188,7 +192,7 @@ extension RouterEngine {
         if let port { q = port } else {
             let r = routes.lookup(src)
             guard r >= 0 else { return }
-            q = routes.routes[r].port
+            q = routes.route(r).port
         }
         let pmtu = type == 3 && code == 4
         guard rateLimit.allow(src, now: clock, perDestination: !pmtu) else { events.icmpRateLimited &+= 1; return }

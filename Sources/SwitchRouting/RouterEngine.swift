@@ -100,6 +100,8 @@ public final class RouterEngine<Port: FramePort> {
     let up: FixedArray<Bool>
     /// Egress MTU per port (the interface's MTU; the daemon follows its changes).
     let mtu: FixedArray<Int32>
+    /// The guest's MAC per port (`MACAddress.rawValue`, 0: not known), for the per-frame path.
+    let guestMAC: FixedArray<UInt64>
     var portCount = 0
     public internal(set) var antiSpoofTable: AntiSpoofTable?
     var antiSpoofAddresses: [PortAddresses?]
@@ -110,8 +112,14 @@ public final class RouterEngine<Port: FramePort> {
     let drops: FixedArray<UInt64>
     public internal(set) var events = RouterEventCounters()
 
-    // Per frame of the batch in flight: the egress port (-1: none).
-    let egressPort: FixedArray<Int32>
+    // The batch in flight: per port the frames to send (`batchSize` entries a port), and the
+    // ports that have something to send (forwarded, made or released frames), so transmit visits
+    // only those, however many ports the router has.
+    let egress: FixedArray<EgressEntry>
+    let egressCount: FixedArray<Int32>
+    let touched: FixedArray<UInt16>
+    let isTouched: FixedArray<Bool>
+    var touchedCount = 0
     let entries: FixedArray<EgressEntry>
     let status: FixedArray<TransmitStatus>
 
@@ -125,6 +133,11 @@ public final class RouterEngine<Port: FramePort> {
     let releasedPort: FixedArray<Int32>
     let releasedSlot: FixedArray<Int32>
     var clock: UInt32 = 0
+    /// The last next hop resolved in this batch ((port << 32 | address), .max: none) and its MAC:
+    /// consecutive frames to one next hop (the common case) skip the neighbour table's hash.
+    /// Forgotten at every batch and whenever ARP or the timers may have changed the table.
+    var cachedHop: UInt64 = .max
+    var cachedMAC = MACAddress.zero
     /// IPv4 identification of the packets the router makes.
     var identification: UInt16 = 0
 
@@ -145,10 +158,14 @@ public final class RouterEngine<Port: FramePort> {
         inUse = FixedArray(repeating: false, count: maxPorts)
         up = FixedArray(repeating: false, count: maxPorts)
         mtu = FixedArray(repeating: 1500, count: maxPorts)
+        guestMAC = FixedArray(repeating: 0, count: maxPorts)
         counters = FixedArray(repeating: PortCounters(), count: maxPorts)
         retiredEvents = FixedArray(repeating: PortEvents(), count: maxPorts)
         drops = FixedArray(repeating: 0, count: RouterDropReason.allCases.count)
-        egressPort = FixedArray(repeating: -1, count: settings.batchSize)
+        egress = FixedArray(repeating: EgressEntry(frame: 0, tci: 0), count: maxPorts * settings.batchSize)
+        egressCount = FixedArray(repeating: 0, count: maxPorts)
+        touched = FixedArray(repeating: 0, count: maxPorts)
+        isTouched = FixedArray(repeating: false, count: maxPorts)
         let entryCount = max(settings.batchSize, 64, settings.queuedFrames)
         entries = FixedArray(repeating: EgressEntry(frame: 0, tci: 0), count: entryCount)
         status = FixedArray(repeating: .queued, count: entryCount)
@@ -191,7 +208,7 @@ public final class RouterEngine<Port: FramePort> {
         let n = batch.count
         if n == 0 { return }
         clock = now
-        egressPort.base.update(repeating: -1, count: n)
+        cachedHop = .max
         classify(from: p, count: n)
         if let table = antiSpoofTable, table.isEnforced(p) { checkSources(from: p, count: n, table) }
         let info = batch.info.base
@@ -257,6 +274,7 @@ public final class RouterEngine<Port: FramePort> {
         let k = made.count
         guard k < made.capacity else { return nil }
         madePort[k] = Int32(port)
+        markTouched(port)
         return madePool.base + k * RouterEngine.madeSlotSize
     }
 
@@ -269,30 +287,50 @@ public final class RouterEngine<Port: FramePort> {
 
     // MARK: transmit
 
+    /// Frame `i` of the batch goes out of port `q`.
+    @inline(__always)
+    func sendForwarded(_ i: Int, on q: Int) {
+        let c = Int(egressCount[q])
+        egress[q &* settings.batchSize &+ c] = EgressEntry(frame: UInt16(truncatingIfNeeded: i), tci: 0)
+        egressCount[q] = Int32(c &+ 1)
+        markTouched(q)
+    }
+
+    @inline(__always)
+    func markTouched(_ q: Int) {
+        if isTouched[q] { return }
+        isTouched[q] = true
+        touched[touchedCount] = UInt16(truncatingIfNeeded: q)
+        touchedCount &+= 1
+    }
+
+    /// Sends, port by port, the forwarded frames, then the made ones, then the released ones.
     func transmit(count n: Int) {
-        let ports = egressPort.base
-        for q in 0..<portCount where inUse[q] {
-            var c = 0
-            for i in 0..<n where Int(ports[i]) == q {
-                entries[c] = EgressEntry(frame: UInt16(truncatingIfNeeded: i), tci: 0)
-                c += 1
-            }
+        for t in 0..<touchedCount {
+            let q = Int(touched[t])
+            isTouched[q] = false
             var sent = false
-            if c > 0 { send(batch, count: c, on: q); sent = true }
-            c = 0
-            for k in 0..<made.count where Int(madePort[k]) == q {
-                entries[c] = EgressEntry(frame: UInt16(truncatingIfNeeded: k), tci: 0)
-                c += 1
+            let c = Int(egressCount[q])
+            if c > 0 {
+                egressCount[q] = 0
+                send(batch, entries: UnsafePointer(egress.base + q &* settings.batchSize), count: c, on: q)
+                sent = true
             }
-            if c > 0 { send(made, count: c, on: q); sent = true }
-            c = 0
-            for k in 0..<released.count where Int(releasedPort[k]) == q {
-                entries[c] = EgressEntry(frame: UInt16(truncatingIfNeeded: k), tci: 0)
-                c += 1
+            var k = 0
+            for m in 0..<made.count where Int(madePort[m]) == q {
+                entries[k] = EgressEntry(frame: UInt16(truncatingIfNeeded: m), tci: 0)
+                k += 1
             }
-            if c > 0 { send(released, count: c, on: q); sent = true }
+            if k > 0 { send(made, entries: UnsafePointer(entries.base), count: k, on: q); sent = true }
+            k = 0
+            for m in 0..<released.count where Int(releasedPort[m]) == q {
+                entries[k] = EgressEntry(frame: UInt16(truncatingIfNeeded: m), tci: 0)
+                k += 1
+            }
+            if k > 0 { send(released, entries: UnsafePointer(entries.base), count: k, on: q); sent = true }
             if sent { devices[q]?.flush() }
         }
+        touchedCount = 0
         made.count = 0
         if released.count > 0 {
             neighbours.release((0..<released.count).map { releasedSlot[$0] })
@@ -300,17 +338,18 @@ public final class RouterEngine<Port: FramePort> {
         }
     }
 
-    /// Queues `count` entries (in `entries`) of `b` on port `q` and counts the outcome.
-    func send(_ b: PacketBatch, count c: Int, on q: Int) {
+    /// Queues `count` entries of `b` on port `q` and counts the outcome.
+    func send(_ b: PacketBatch, entries list: UnsafePointer<EgressEntry>, count c: Int, on q: Int) {
         guard let device = devices[q], up[q] else {
             drops[RouterDropReason.egressPortDown.rawValue] &+= UInt64(c)
             return
         }
-        let sent = device.transmit(b, entries: UnsafePointer(entries.base), count: c, status: status.base)
+        let sent = device.transmit(b, entries: list, count: c, status: status.base)
         var bytes: UInt64 = 0
+        let lengths = b.lengths.base
         for k in 0..<c {
             switch status[k] {
-            case .queued: bytes &+= UInt64(b.lengths[Int(entries[k].frame)])
+            case .queued: bytes &+= UInt64(lengths[Int(list[k].frame)])
             case .ringFull: counters[q].txQueueFull &+= 1; drop(.txQueueFull)
             case .oversize: counters[q].txOversize &+= 1; drop(.txOversize)
             case .error: counters[q].txErrors &+= 1; drop(.txError)
@@ -326,6 +365,7 @@ public final class RouterEngine<Port: FramePort> {
     /// frames whose next hop failed). Call every 100 ms or so, between batches.
     public func housekeeping(now: UInt32) {
         clock = now
+        cachedHop = .max
         let actions = neighbours.tick(now: now)
         if actions.isEmpty { return }
         made.count = 0

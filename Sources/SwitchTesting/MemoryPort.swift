@@ -20,12 +20,18 @@ public final class MemoryPort: FramePort {
     public let txSlots: Int
     /// Receive the same injected frames forever and discard transmissions (benchmarks).
     public var replay = false
+    /// With `replay`, give the frames back as they were injected on every receive: an engine that
+    /// rewrites frames in place (the router's TTL) sees the same input every time. Costs one copy
+    /// of the frames per receive (part of a benchmark's figure: say so where it is used).
+    public var replayRestoresFrames = false
     /// Transmit slots this port pretends to have free; lower it to simulate a full ring.
     public var txSpace: Int
     /// Events to report, as a backend would count them (tests set them).
     public var events = PortEvents()
 
     let rxPool: FixedBytes
+    /// The frames as injected (for `replayRestoresFrames`).
+    let rxPristine: FixedBytes
     let rxLen: FixedArray<Int>
     let rxVnet: FixedArray<VirtioNetHeader>
     var rxHead = 0
@@ -45,6 +51,7 @@ public final class MemoryPort: FramePort {
         self.txSlots = txSlots
         txSpace = txSlots
         rxPool = FixedBytes(byteCount: bufferSize * rxSlots)
+        rxPristine = FixedBytes(byteCount: bufferSize * rxSlots, zeroed: false)
         rxLen = FixedArray(repeating: 0, count: rxSlots)
         rxVnet = FixedArray(repeating: .none, count: rxSlots)
         txPool = FixedBytes(byteCount: bufferSize * txSlots)
@@ -57,7 +64,10 @@ public final class MemoryPort: FramePort {
     public func inject(_ bytes: [UInt8], vnet: VirtioNetHeader = .none) -> Bool {
         guard rxCount < rxSlots, bytes.count <= bufferSize else { return false }
         let slot = (rxHead + rxCount) % rxSlots
-        bytes.withUnsafeBytes { (rxPool.base + slot * bufferSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        bytes.withUnsafeBytes {
+            (rxPool.base + slot * bufferSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+            (rxPristine.base + slot * bufferSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+        }
         rxLen[slot] = bytes.count
         rxVnet[slot] = vnet
         rxCount += 1
@@ -70,6 +80,9 @@ public final class MemoryPort: FramePort {
         let n = min(rxCount, batch.capacity)
         for k in 0..<n {
             let slot = (rxHead + k) % rxSlots
+            if replayRestoresFrames {
+                (rxPool.base + slot * bufferSize).copyMemory(from: rxPristine.base + slot * bufferSize, byteCount: rxLen[slot])
+            }
             batch.frames[k] = rxPool.base + slot * bufferSize
             batch.lengths[k] = UInt32(rxLen[slot])
             batch.vnet[k] = rxVnet[slot]
