@@ -86,4 +86,71 @@ final class RoutedIntegrationTests: XCTestCase {
         let routes = try lab.mustCtl(["routes", router])
         XCTAssertTrue(routes.contains("192.0.2.0/24 via 10.80.0.7 dev \(lab.guest("lan").port) proto static"), routes)
     }
+
+    /// What the hosts observe of a routed set-up: the same questions put to userswitch and to the
+    /// kernel set up as vif-route and network-route do.
+    private struct Observations: Equatable {
+        var guestReachesLAN: Bool
+        var lanReachesGuest: Bool
+        var guestReachesGuest: Bool
+        var lanSeesGuestAtRouterMAC: Bool
+        var ttlExceededFromRouter: Bool
+        var duplicateAddressDetectionPasses: Bool
+    }
+
+    private func observe(_ lab: Lab, lan: String, g1: String, g2: String, routerMAC: String, routerIP: String) throws -> Observations {
+        let reach = try lab.canPing(from: g1, to: lan)
+        let back = try lab.canPing(from: lan, to: g1)
+        let across = try lab.canPing(from: g1, to: g2)
+        let neigh = try lab.inNamespace(lab.guest(lan), ["ip", "neigh", "show", lab.guest(g1).ip!])
+        let ttl = try lab.runInNamespace(lab.guest(g1), ["ping", "-c", "1", "-W", "2", "-t", "1", lab.guest(lan).ip!])
+        let dad = try lab.runInNamespace(lab.guest(g1), ["arping", "-D", "-c", "2", "-w", "3", "-I", "eth0", lab.guest(g1).ip!])
+        return Observations(guestReachesLAN: reach, lanReachesGuest: back, guestReachesGuest: across,
+                            lanSeesGuestAtRouterMAC: neigh.lowercased().contains(routerMAC.lowercased()),
+                            ttlExceededFromRouter: ttl.output.contains("From \(routerIP)") && ttl.output.contains("exceeded"),
+                            duplicateAddressDetectionPasses: dad.status == 0)
+    }
+
+    func testTheKernelSetUpAsVifRouteDoesGivesTheSameObservations() throws {
+        let (lab, _) = try routedLab()
+        defer { lab.tearDown() }
+        let routerMAC = try XCTUnwrap((try lab.ctlJSON(["show"]) as? [String: Any]).flatMap { t in
+            (t["routers"] as? [[String: Any]])?.first?["mac"] as? String
+        })
+        let ours = try observe(lab, lan: "lan", g1: "g1", g2: "g2", routerMAC: routerMAC, routerIP: "10.80.0.1")
+
+        // The kernel: dom0 in a namespace of its own, with the switch-side ends of three more hosts,
+        // set up as network-route (ip_forward, proxy ARP on the uplink, dom0's address on it) and
+        // vif-route (dom0's address as /32 on each vif, proxy ARP on it, a host route per guest
+        // address with metric 2) do.
+        let dom0 = lab.prefix + "-k0"
+        try Command.must("ip", ["netns", "add", dom0])
+        defer { _ = try? Command.run("ip", ["netns", "del", dom0]) }
+        func k(_ a: [String]) throws { try Command.must("ip", ["netns", "exec", dom0] + a) }
+        try lab.addGuest("klan", ip: "10.81.0.7", macSuffix: 11)
+        try lab.addGuest("kg1", ip: "10.81.0.5", macSuffix: 12)
+        try lab.addGuest("kg2", ip: "10.81.0.6", macSuffix: 13)
+        for g in ["kg1", "kg2"] { try lab.inNamespace(lab.guest(g), ["ip", "route", "add", "default", "via", "10.81.0.1"]) }
+        try k(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.disable_ipv6=1"])
+        for g in ["klan", "kg1", "kg2"] {
+            try Command.must("ip", ["link", "set", lab.guest(g).port, "netns", dom0])
+            try k(["ip", "link", "set", lab.guest(g).port, "up"])
+        }
+        let uplink = lab.guest("klan").port
+        try k(["ip", "addr", "add", "10.81.0.1/24", "dev", uplink])
+        try k(["sysctl", "-qw", "net.ipv4.conf.\(uplink).proxy_arp=1"])
+        for g in ["kg1", "kg2"] {
+            let vif = lab.guest(g).port
+            try k(["ip", "addr", "add", "10.81.0.1/32", "dev", vif])
+            try k(["sysctl", "-qw", "net.ipv4.conf.\(vif).proxy_arp=1"])
+            try k(["ip", "route", "add", lab.guest(g).ip!, "dev", vif, "metric", "2"])
+        }
+        let kernelMAC = try Command.must("ip", ["netns", "exec", dom0, "cat", "/sys/class/net/\(uplink)/address"])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let kernel = try observe(lab, lan: "klan", g1: "kg1", g2: "kg2", routerMAC: kernelMAC, routerIP: "10.81.0.1")
+        XCTAssertEqual(ours, kernel, "userswitch (left) and the kernel as vif-route sets it up (right) differ")
+        XCTAssertEqual(ours, Observations(guestReachesLAN: true, lanReachesGuest: true, guestReachesGuest: true,
+                                          lanSeesGuestAtRouterMAC: true, ttlExceededFromRouter: true,
+                                          duplicateAddressDetectionPasses: true))
+    }
 }
