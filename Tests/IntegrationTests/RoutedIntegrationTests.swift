@@ -43,6 +43,31 @@ final class RoutedIntegrationTests: XCTestCase {
         XCTAssertTrue(neighbours.contains("10.80.0.7 dev \(lab.guest("lan").port) lladdr \(lab.guest("lan").mac)"), neighbours)
     }
 
+    func testTCPAndUDPCrossTheRouterBothWaysWithDefaultOffloads() throws {
+        let (lab, _) = try routedLab()
+        defer { lab.tearDown() }
+        XCTAssertTrue(try lab.canPing(from: "g1", to: "lan"))
+        // GSO super-frames cross the router whole: the TCP stream keeps the guests' offloads.
+        try assertTCPTransferArrivesIntact(lab, from: "g1", to: "lan", address: "10.80.0.7", bytes: 50 * 1024 * 1024)
+        try assertTCPTransferArrivesIntact(lab, from: "lan", to: "g2", address: "10.80.0.6", bytes: 20 * 1024 * 1024)
+        XCTAssertEqual(try udpEchoes(lab, from: "g2", to: "lan", address: "10.80.0.7"), 20)
+        XCTAssertEqual(try udpEchoes(lab, from: "lan", to: "g1", address: "10.80.0.5", size: 3000), 20, "fragmented datagrams too")
+    }
+
+    func testPathMTUDiscoveryWorksThroughASmallerUplinkMTU() throws {
+        let (lab, _) = try routedLab()
+        defer { lab.tearDown() }
+        // The uplink's MTU drops to 1400 while the router runs; the LAN host's side too.
+        try Command.must("ip", ["link", "set", lab.guest("lan").port, "mtu", "1400"])
+        try lab.inNamespace(lab.guest("lan"), ["ip", "link", "set", "eth0", "mtu", "1400"])
+        XCTAssertTrue(try lab.canPing(from: "g1", to: "lan"))
+        Thread.sleep(forTimeInterval: 1.5) // the router reads the MTU once a second
+        let big = try lab.runInNamespace(lab.guest("g1"), ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1450", "10.80.0.7"])
+        XCTAssertTrue(big.output.contains("mtu = 1400") || big.output.contains("Frag needed"), big.output)
+        // TCP finds the path MTU and goes through.
+        try assertTCPTransferArrivesIntact(lab, from: "g1", to: "lan", address: "10.80.0.7", bytes: 10 * 1024 * 1024)
+    }
+
     func testTTLOfOneGetsTimeExceededFromTheRouter() throws {
         let (lab, _) = try routedLab()
         defer { lab.tearDown() }

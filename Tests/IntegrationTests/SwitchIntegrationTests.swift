@@ -140,51 +140,7 @@ final class SwitchIntegrationTests: LabTestCase {
         XCTAssertTrue(features.contains("tcp-segmentation-offload: on"), "veth offloads are not at their default:\n\(features)")
         XCTAssertTrue(try lab.canPing(from: "h1", to: "h2"), "h1 cannot reach h2")
 
-        let bytes = 100 * 1024 * 1024
-        let server = """
-        import hashlib, socket, sys
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((sys.argv[1], 5201)); s.listen(1); s.settimeout(60)
-        print("ready", flush=True)
-        c, _ = s.accept(); c.settimeout(60)
-        h = hashlib.sha256(); n = 0
-        while True:
-            b = c.recv(1 << 20)
-            if not b: break
-            h.update(b); n += len(b)
-        print(n, h.hexdigest(), flush=True)
-        """
-        let client = """
-        import hashlib, random, socket, sys, time
-        total = int(sys.argv[2]); r = random.Random(20261121); h = hashlib.sha256()
-        for attempt in range(50):
-            try:
-                s = socket.create_connection((sys.argv[1], 5201), timeout=5); break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            sys.exit("cannot connect")
-        s.settimeout(60); sent = 0
-        while sent < total:
-            chunk = r.randbytes(min(1 << 20, total - sent))
-            s.sendall(chunk); h.update(chunk); sent += len(chunk)
-        s.shutdown(socket.SHUT_WR); s.recv(1); s.close()
-        print(sent, h.hexdigest(), flush=True)
-        """
-        let serverOut = lab.workDirectory.appendingPathComponent("server.out")
-        let serverProcess = try lab.startInNamespace(lab.guest("h2"), ["/usr/bin/python3", "-c", server, "10.78.0.2"],
-                                                     outputFile: serverOut)
-        func serverOutput() -> String { (try? String(contentsOf: serverOut, encoding: .utf8)) ?? "" }
-        XCTAssertTrue(eventually(timeout: 10) { serverOutput().contains("ready") }, "server did not start: \(serverOutput())")
-
-        let sent = try lab.runInNamespace(lab.guest("h1"), ["/usr/bin/python3", "-c", client, "10.78.0.2", "\(bytes)"],
-                                          timeout: 180)
-        XCTAssertTrue(sent.succeeded, "client failed (timed out: \(sent.timedOut)): \(sent.output)")
-        XCTAssertTrue(Command.wait(serverProcess, timeout: 30), "server did not finish")
-        let received = serverOutput().split(separator: "\n").last.map(String.init) ?? ""
-        let sentLine = sent.output.split(separator: "\n").last.map(String.init) ?? ""
-        XCTAssertTrue(sentLine.hasPrefix("\(bytes) "), "client did not send \(bytes) bytes: \(sent.output)")
-        XCTAssertEqual(received, sentLine, "bytes/sha256 differ between sender and receiver")
+        try assertTCPTransferArrivesIntact(lab, from: "h1", to: "h2", address: "10.78.0.2", bytes: 100 * 1024 * 1024)
     }
 
     // MARK: - interfaces that come and go
