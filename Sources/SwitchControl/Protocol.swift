@@ -230,6 +230,12 @@ public struct PortStats: Codable, Sendable, Equatable {
         self.txFrames = txFrames; self.txBytes = txBytes; self.downEvents = downEvents; self.events = events
     }
 
+    /// A port's line of `stats` from what its engine and its backends counted.
+    public init(name: String, up: Bool, counters c: PortCounters, events e: PortEvents) {
+        self.init(name: name, state: up ? "up" : "down", rxFrames: c.rxFrames, rxBytes: c.rxBytes, txFrames: c.txFrames,
+                  txBytes: c.txBytes, downEvents: c.downEvents, events: PortStats.events(c, e))
+    }
+
     /// The names of `events`, in the order `stats` lists them.
     public static let eventNames = ["rx-runts", "rx-truncated", "rx-ring-full", "rx-errors", "tx-queue-full",
                                     "tx-oversize", "tx-errors", "tx-send-errors", "tx-wrong-format"]

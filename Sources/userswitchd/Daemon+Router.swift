@@ -45,15 +45,7 @@ extension Daemon {
             if let b = bridgeHolding(port: uplink) { throw CommandError("interface '\(uplink)' is already a port of bridge '\(b)'") }
             if let r = routerHolding(port: uplink) { throw CommandError("interface '\(uplink)' is already a port of router '\(r)'") }
             let (a, mask) = ConfigurationRules.routerAddress(address)!
-            let device: SwitchPort?
-            if if_nametoindex(uplink) == 0 {
-                guard allowMissingInterfaces else { throw CommandError("no such network interface '\(uplink)'") }
-                device = nil
-            } else {
-                do { device = .packet(try PacketSocketPort(interface: uplink, options: DataplaneTuning.portOptions)) } catch {
-                    throw CommandError("cannot attach '\(uplink)': \(error)")
-                }
-            }
+            let device = try openDevice(uplink, type: .system)
             let engine = RouterEngine<SwitchPort>(mac: mac ?? Daemon.routerMAC(name))
             let r = RouterRunner(name: name, engine: engine, logger: logger, spinMicroseconds: spinMicroseconds)
             r.adopt(device)
@@ -193,21 +185,7 @@ extension Daemon {
         guard !parsed.v4.isEmpty else {
             throw CommandError("a routed port needs the guest's IPv4 addresses: ip=\"A [B ...]\"")
         }
-        let device: SwitchPort?
-        switch type {
-        case .system:
-            if if_nametoindex(port) == 0 {
-                guard allowMissingInterfaces else { throw CommandError("no such network interface '\(port)'") }
-                device = nil
-            } else {
-                do { device = .packet(try PacketSocketPort(interface: port, options: DataplaneTuning.portOptions)) } catch {
-                    throw CommandError("cannot attach '\(port)': \(error)")
-                }
-            }
-        case .tap:
-            guard if_nametoindex(port) == 0 else { throw CommandError("cannot create TAP device '\(port)': an interface of that name exists") }
-            do { device = .tap(try TapPort(name: port)) } catch { throw CommandError("cannot create TAP device '\(port)': \(error)") }
-        }
+        let device = try openDevice(port, type: type)
         let metric = type == .tap || port.hasSuffix("-emu") ? 1 : 2
         let config = RouterPortConfiguration(addresses: parsed.v4, guestMAC: addresses.macs.first, metric: metric,
                                              antiSpoofing: addresses.antiSpoofing)

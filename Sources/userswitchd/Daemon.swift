@@ -89,6 +89,39 @@ final class Daemon: ControlHandler, @unchecked Sendable {
         return r
     }
 
+    /// Opens the backend of a new port: an AF_PACKET port on an existing interface, or a TAP device
+    /// the switch creates. A missing interface is an error, except during restore and apply, where
+    /// the port waits down (nil) and DataplaneRunner.checkPorts attaches it when it appears.
+    func openDevice(_ port: String, type: PortType) throws -> SwitchPort? {
+        switch type {
+        case .system:
+            if if_nametoindex(port) == 0 {
+                guard allowMissingInterfaces else { throw CommandError("no such network interface '\(port)'") }
+                return nil
+            }
+            do { return .packet(try PacketSocketPort(interface: port, options: DataplaneTuning.portOptions)) } catch {
+                throw CommandError("cannot attach '\(port)': \(error)")
+            }
+        case .tap:
+            guard if_nametoindex(port) == 0 else {
+                throw CommandError("cannot create TAP device '\(port)': an interface of that name exists")
+            }
+            do { return .tap(try TapPort(name: port)) } catch { throw CommandError("cannot create TAP device '\(port)': \(error)") }
+        }
+    }
+
+    /// Removes port `port` (never index `keeping`, a router's uplink) from a runner's engine and
+    /// closes its backend; false when the engine has no such port.
+    func removePort<E: RunnerEngine>(_ port: String, from r: DataplaneRunner<E>, keeping: Int? = nil) -> Bool {
+        r.sync { runner in
+            guard let i = runner.engine.portIndex(named: port), i != keeping else { return false }
+            let d = try? runner.engine.removePort(i)
+            runner.portTypes[i] = nil
+            if let d = d ?? nil { runner.retire(d) }
+            return true
+        }
+    }
+
     /// The bridge that has a port of this name, if any.
     func bridgeHolding(port: String) -> String? {
         for (b, r) in bridges where r.sync({ $0.engine.portIndex(named: port) != nil }) { return b }
@@ -110,14 +143,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
         case .addPort(let name, _, _, _) where routers[name] != nil:
             throw CommandError("a routed port needs the guest's IPv4 addresses: ip=\"A [B ...]\"")
         case .delPort(let name, let port) where routers[name] != nil:
-            let removed: Bool = routers[name]!.sync { runner in
-                guard let i = runner.engine.portIndex(named: port), i != 0 else { return false }
-                let d = try? runner.engine.removePort(i)
-                runner.portTypes[i] = nil
-                if let d = d ?? nil { runner.retire(d) }
-                return true
-            }
-            guard removed else { throw CommandError("router '\(name)' has no guest port '\(port)'") }
+            guard removePort(port, from: routers[name]!, keeping: 0) else { throw CommandError("router '\(name)' has no guest port '\(port)'") }
             logger.info("port \(port) removed from router \(name)")
             return .done
         case .filter, .filterSave, .filterRestore, .setPort, .addPortWithAddresses:
@@ -145,26 +171,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
         case .addPort(let bridge, let port, let type, let vlan):
             let r = try runner(bridge)
             if let b = bridgeHolding(port: port) { throw CommandError("port '\(port)' is already on bridge '\(b)'") }
-            let device: SwitchPort?
-            switch type {
-            case .system:
-                if if_nametoindex(port) == 0 {
-                    // Restore/apply: the port waits down; DataplaneRunner.checkPorts attaches it later.
-                    guard allowMissingInterfaces else { throw CommandError("no such network interface '\(port)'") }
-                    device = nil
-                } else {
-                    do { device = .packet(try PacketSocketPort(interface: port, options: DataplaneTuning.portOptions)) } catch {
-                        throw CommandError("cannot attach '\(port)': \(error)")
-                    }
-                }
-            case .tap:
-                guard if_nametoindex(port) == 0 else {
-                    throw CommandError("cannot create TAP device '\(port)': an interface of that name exists")
-                }
-                do { device = .tap(try TapPort(name: port)) } catch {
-                    throw CommandError("cannot create TAP device '\(port)': \(error)")
-                }
-            }
+            let device = try openDevice(port, type: type)
             let result: Result<Int, BridgeError> = r.sync { runner in
                 do throws(BridgeError) {
                     runner.adopt(device)
@@ -182,15 +189,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
             return .done
 
         case .delPort(let bridge, let port):
-            let r = try runner(bridge)
-            let removed: Bool = r.sync { runner in
-                guard let i = runner.engine.portIndex(named: port) else { return false }
-                let d = try? runner.engine.removePort(i)
-                runner.portTypes[i] = nil
-                if let d = d ?? nil { runner.retire(d) }
-                return true
-            }
-            guard removed else { throw CommandError("bridge '\(bridge)' has no port '\(port)'") }
+            guard removePort(port, from: try runner(bridge)) else { throw CommandError("bridge '\(bridge)' has no port '\(port)'") }
             logger.info("port \(port) removed from \(bridge)")
             return .done
 
@@ -256,11 +255,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                     e.updatePortEvents()
                     let drops = e.dropCounters
                     let ports = e.portIndices.map { i in
-                        let c = e.portCounters(i)
-                        return PortStats(name: e.portNames[i]!, state: e.isUp(i) ? "up" : "down",
-                                         rxFrames: c.rxFrames, rxBytes: c.rxBytes, txFrames: c.txFrames,
-                                         txBytes: c.txBytes, downEvents: c.downEvents,
-                                         events: PortStats.events(c, e.portEvents(i)))
+                        PortStats(name: e.portNames[i]!, up: e.isUp(i), counters: e.portCounters(i), events: e.portEvents(i))
                     }
                     return BridgeStats(name: name, ports: ports, drops: drops.byName, fdbEntries: e.fdb.count)
                 }
@@ -271,11 +266,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                         let e = runner.engine
                         e.updatePortEvents()
                         let ports = e.portIndices.map { i in
-                            let c = e.portCounters(i)
-                            return PortStats(name: e.portNames[i]!, state: e.isUp(i) ? "up" : "down",
-                                             rxFrames: c.rxFrames, rxBytes: c.rxBytes, txFrames: c.txFrames,
-                                             txBytes: c.txBytes, downEvents: c.downEvents,
-                                             events: PortStats.events(c, e.portEvents(i)))
+                            PortStats(name: e.portNames[i]!, up: e.isUp(i), counters: e.portCounters(i), events: e.portEvents(i))
                         }
                         return BridgeStats(name: name, ports: ports, drops: e.dropCounters, fdbEntries: e.neighbours.count)
                     })

@@ -31,6 +31,7 @@ protocol RunnerEngine: AnyObject, SendableMetatype {
     var devices: [SwitchPort?] { get }
     var portNames: [String?] { get }
     var portIndices: [Int] { get }
+    func portIndex(named name: String) -> Int?
     @discardableResult func pollAll(now: UInt32) -> Int
     @discardableResult func setDevice(_ i: Int, _ device: SwitchPort?) -> SwitchPort?
     @discardableResult func removePort(_ i: Int) throws -> SwitchPort?
