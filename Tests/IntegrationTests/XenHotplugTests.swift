@@ -84,10 +84,12 @@ final class FakeXen {
         return env
     }
 
-    /// The `show --json` object of a port, nil when no bridge has it.
+    /// The `show --json` object of a port, nil when no bridge or router has it.
     func port(_ name: String) throws -> (bridge: String, port: [String: Any])? {
         let tree = try lab.ctlJSON(["show"])
-        for b in (tree as? [[String: Any]]) ?? [] {
+        let switches = (tree as? [[String: Any]])
+            ?? (((tree as? [String: Any])?["bridges"] as? [[String: Any]]) ?? []) + (((tree as? [String: Any])?["routers"] as? [[String: Any]]) ?? [])
+        for b in switches {
             for p in (b["ports"] as? [[String: Any]]) ?? [] where p["name"] as? String == name {
                 return (b["name"] as! String, p)
             }
@@ -151,6 +153,40 @@ final class XenHotplugTests: LabTestCase {
         // The wrong device type for the action: nothing done, success.
         XCTAssertEqual(try xen.run("online", type: "tap", device: g.port, backend: backend).status, 0)
         XCTAssertNil(try xen.port(g.port))
+    }
+
+    func testOnlineOnARouterAttachesARoutedPortAndNeedsTheIPKey() throws {
+        let (lab, xen) = try started()
+        let lan = try lab.addGuest("lan", ip: "10.82.0.7", macSuffix: 9)
+        let g = try lab.addGuest("h1", ip: "10.82.0.5", macSuffix: 1)
+        try lab.inNamespace(g, ["ip", "route", "add", "default", "via", "10.82.0.1"])
+        let router = lab.prefix + "rt"
+        try lab.mustCtl(["add-router", router, "uplink=\(lan.port)", "address=10.82.0.1/24"])
+        let backend = try xen.defineGuest(domid: 14, bridge: router, mac: g.mac, name: "routed-1",
+                                          uuid: "6f1e2d3c-1111-4222-8333-444455550014", extra: ["ip": "10.82.0.5"])
+        let r = try xen.run("online", device: g.port, backend: backend)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertEqual(xen.read("\(backend)/hotplug-status"), "connected")
+        let (owner, port) = try XCTUnwrap(try xen.port(g.port))
+        XCTAssertEqual(owner, router)
+        XCTAssertEqual(port["role"] as? String, "guest")
+        XCTAssertEqual(port["addresses"] as? [String], ["10.82.0.5"])
+        XCTAssertEqual(port["mac"] as? String, g.mac)
+        XCTAssertEqual(macOf(g.port), "fe:ff:ff:ff:ff:ff", "vif-bridge semantics on the backend device, routed too")
+        XCTAssertTrue(try lab.canPing(from: "h1", to: "lan"), lab.daemonLogTail())
+        // offline withdraws the port and its route.
+        XCTAssertEqual(try xen.run("offline", device: g.port, backend: backend).status, 0)
+        XCTAssertNil(try xen.port(g.port))
+        XCTAssertFalse(try lab.mustCtl(["routes", router]).contains("10.82.0.5"))
+        // Without an ip key a routed vif is refused with a clear hotplug error.
+        let g2 = try lab.addGuest("h2", ip: nil, macSuffix: 2)
+        let backend2 = try xen.defineGuest(domid: 15, bridge: router, mac: g2.mac, name: "routed-2",
+                                           uuid: "6f1e2d3c-1111-4222-8333-444455550015")
+        let r2 = try xen.run("online", device: g2.port, backend: backend2)
+        XCTAssertEqual(r2.status, 1)
+        XCTAssertEqual(xen.read("\(backend2)/hotplug-status"), "error")
+        XCTAssertTrue(xen.read("\(backend2)/hotplug-error")?.contains("needs an ip key") ?? false,
+                      xen.read("\(backend2)/hotplug-error") ?? "no hotplug-error")
     }
 
     func testTrunkSpecAndVlanKeyCarryTheirVLANs() throws {
