@@ -34,7 +34,7 @@ import tempfile
 import time
 
 PID = os.getpid()
-SWITCHES = ["userswitch", "linux-bridge", "ovs-netdev"]
+SWITCHES = ["userswitch", "linux-bridge", "ovs-netdev", "userswitch-router", "linux-route"]
 LABELS = {"userswitch": "userswitch", "linux-bridge": "Linux bridge", "ovs-netdev": "Open vSwitch (netdev)"}
 NET = "10.77.0"  # never 192.0.2.0/24: the host's eth0 lives there
 
@@ -156,12 +156,15 @@ class Lab:
 
 
 class Switch:
+    kind = "bridge"  # or "router": which workloads apply (ROUTED_WORKLOADS)
+
     def __init__(self, lab, args):
         self.lab, self.args = lab, args
 
 
 class LinuxBridge(Switch):
     name = "linux-bridge"
+    kind = "bridge"
 
     def start(self):
         sw = self.lab.sw
@@ -187,6 +190,7 @@ class LinuxBridge(Switch):
 
 class UserSwitch(Switch):
     name = "userswitch"
+    kind = "bridge"
     env = {}
     bindir = None
     daemon_args = []  # extra userswitchd options (a variant's ARGS=)
@@ -209,6 +213,9 @@ class UserSwitch(Switch):
             if self.proc.poll() is not None:
                 raise Failed("userswitchd exited: " + open(self.log).read()[-300:])
             time.sleep(0.05)
+        self.add_ports()
+
+    def add_ports(self):
         self.ctl(["add-br", "br0"] + (["--fdb-capacity", str(self.fdb_capacity)] if self.fdb_capacity else []))
         for i in range(1, self.lab.nhosts + 1):
             self.ctl(["add-port", "br0", f"s{i}"])
@@ -271,7 +278,55 @@ class OpenVSwitch(Switch):
         return None
 
 
-SWITCH_CLASSES = {"userswitch": UserSwitch, "linux-bridge": LinuxBridge, "ovs-netdev": OpenVSwitch}
+# Routed mode (docs/routing.md): host 1 is a guest on a routed port, host 2 a LAN host on the
+# uplink, both in NET/24 as behind Xen's vif-route (proxy ARP makes the guest reachable from the
+# LAN); the router's own address is NET.254. The kernel reference is set up as network-route and
+# vif-route do: ip_forward, the address on the uplink and as /32 on the vif, proxy ARP on both,
+# a host route to the guest with metric 2.
+class UserSwitchRouter(UserSwitch):
+    name = "userswitch-router"
+    kind = "router"
+
+    def start(self):
+        self.add_bridge = False
+        super().start()
+
+    def add_ports(self):
+        self.ctl(["add-router", "rt0", "uplink=s2", f"address={NET}.254/24"])
+        self.ctl(["add-port", "rt0", "s1", f"ip={NET}.1", f"mac={host_mac(1)}"])
+
+    def router_mac(self):
+        return json.loads(self.ctl(["show", "--json"]))["routers"][0]["mac"]
+
+
+class LinuxRoute(Switch):
+    name = "linux-route"
+    kind = "router"
+
+    def start(self):
+        sw = self.lab.sw
+        def k(*cmd):
+            run(["ip", "netns", "exec", sw] + list(cmd))
+        k("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0")
+        k("ip", "addr", "add", f"{NET}.254/24", "dev", "s2")
+        k("ip", "addr", "add", f"{NET}.254/32", "dev", "s1")
+        for dev in ["s1", "s2"]:
+            k("sysctl", "-qw", f"net.ipv4.conf.{dev}.proxy_arp=1")
+        k("ip", "route", "add", f"{NET}.1", "dev", "s1", "metric", "2")
+
+    def router_mac(self):
+        return run(self.lab.ns(self.lab.sw, ["cat", "/sys/class/net/s1/address"])).strip()
+
+    def stop(self):
+        pass  # goes with the namespace
+
+    def rss_kib(self):
+        return None
+
+
+SWITCH_CLASSES = {"userswitch": UserSwitch, "linux-bridge": LinuxBridge, "ovs-netdev": OpenVSwitch,
+                  "userswitch-router": UserSwitchRouter, "linux-route": LinuxRoute}
+LABELS.update({"userswitch-router": "userswitch router", "linux-route": "Linux routing (vif-route)"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -707,6 +762,24 @@ def udp64_1000rules(lab, tr, args):
         filter_clear(lab, switch)
 
 
+def routed_udp64(lab, tr, args):
+    """64-byte UDP from the guest (host 1) to the LAN host's (host 2) stack, through the router."""
+    run(lab.h(1, ["ping", "-c", "2", "-i", "0.2", "-W", "1", f"{NET}.2"]), check=False)  # resolve both ways
+    cfg = tr.cfg(frame_cfg(lab.switch.router_mac(), host_mac(1)))
+    rx, tx = tr.blast([tr.trafgen(1, cfg)], [2], args.duration)
+    if rx[2] < 1000:
+        raise Failed(f"{rx[2]:.0f} frames/s delivered")
+    return {"offered_pps": tx[1], "delivered_pps": rx[2]}
+
+
+def routed_tcp(lab, tr, args):
+    run(lab.h(1, ["ping", "-c", "2", "-i", "0.2", "-W", "1", f"{NET}.2"]), check=False)
+    return iperf(lab, tr, args, [(1, 2)])
+
+
+# The workloads of routed mode; every other workload is a bridge's.
+ROUTED_WORKLOADS = {"udp64_routed", "tcp_routed"}
+
 WORKLOADS = [
     ("udp64_sink", lambda lab, tr, a: udp64(lab, tr, a, sink=True)),
     ("udp64_sink_antispoof", udp64_antispoof),
@@ -719,6 +792,8 @@ WORKLOADS = [
     ("all_to_all_tcp", all_to_all_tcp),
     ("broadcast_8", broadcast),
     ("rfc2889", rfc2889),
+    ("udp64_routed", routed_udp64),
+    ("tcp_routed", routed_tcp),
 ]
 
 # (workload, metric, label, unit, higher is better, scale)
@@ -737,6 +812,8 @@ FIGURES = [
     ("broadcast_8", "delivered_copies_pps", "broadcast to 8 ports: delivered copies", "Mpps", True, 1e-6),
     ("rfc2889", "capacity_addresses", "address caching capacity (largest size tested, no flood)", "addresses", True, 1),
     ("rfc2889", "learning_rate_pps", "address learning rate (highest rate tested, all learned)", "kframes/s", True, 1e-3),
+    ("udp64_routed", "delivered_pps", "routed: 64-byte UDP guest to LAN host's stack: delivered", "Mpps", True, 1e-6),
+    ("tcp_routed", "gbit_s", "routed: TCP, one stream guest to LAN host, default offloads", "Gbit/s", True, 1),
 ]
 
 
@@ -844,7 +921,10 @@ def table(raw, summary):
     head = "| figure | " + " | ".join(LABELS[s] for s in sws)
     ratio_cols = [s for s in ("linux-bridge", "ovs-netdev") if s in sws and "userswitch" in sws]
     head += "".join(f" | userswitch / {LABELS[s]}" for s in ratio_cols) + " |"
-    lines = [head, "|" + "---|" * (1 + len(sws) + len(ratio_cols))]
+    routed = "userswitch-router" in sws and "linux-route" in sws
+    if routed:
+        head = head[:-2] + " | userswitch router / Linux routing |"
+    lines = [head, "|" + "---|" * (1 + len(sws) + len(ratio_cols) + (1 if routed else 0))]
     for wl, metric, label, unit, higher, scale in FIGURES:
         if not any(raw["runs"][s].get(wl) for s in sws):
             continue  # workload not selected in this run (--workloads)
@@ -856,8 +936,9 @@ def table(raw, summary):
             else:
                 note = f" ({len(e['failed'])} failed)" if e["failed"] else ""
                 cells.append(fmt(e["median"], scale, unit) + note)
-        for r in ratio_cols:
-            a, b = summary["userswitch"][f"{wl}.{metric}"]["median"], summary[r][f"{wl}.{metric}"]["median"]
+        pairs = [("userswitch", r) for r in ratio_cols] + ([("userswitch-router", "linux-route")] if routed else [])
+        for mine, theirs in pairs:
+            a, b = summary[mine][f"{wl}.{metric}"]["median"], summary[theirs][f"{wl}.{metric}"]["median"]
             if a is None or b is None or b == 0:
                 cells.append("-")
             else:
@@ -1061,6 +1142,9 @@ def main():
                         entry["failed"] = start_error
                     else:
                         try:
+                            if (wl in ROUTED_WORKLOADS) != (switch.kind == "router"):
+                                raise NotMeasured("routed workload on a bridge" if wl in ROUTED_WORKLOADS
+                                                  else "bridge workload on a router")
                             entry["result"] = fn(lab, tr, args)
                         except NotMeasured as e:
                             entry["not_measured"] = str(e)
