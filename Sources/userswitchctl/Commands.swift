@@ -148,17 +148,26 @@ struct Show: ParsableCommand {
         var routers: [RouterInfo] = []
         if let r = try? global.client.send(.showRouters), r.ok, case .routers(let list)? = r.result { routers = list }
         if json {
-            emit(routers.isEmpty ? try Format.json(bridges) : try Format.json(ShowListing(bridges: bridges, routers: routers)))
+            // One array: the bridges, then the routers (a router's object has "mode"), so a script
+            // that walks every switch's "ports" needs no second form.
+            emit(try Format.json(bridges.map(ShowEntry.bridge) + routers.map(ShowEntry.router)))
         } else {
             emit(Format.show(bridges) + (routers.isEmpty ? "" : Format.routers(routers)))
         }
     }
 }
 
-/// `show --json` when routers exist: both lists.
-struct ShowListing: Encodable {
-    var bridges: [BridgeInfo]
-    var routers: [RouterInfo]
+/// One element of `show --json`: a bridge or a router, encoded as the object itself.
+enum ShowEntry: Encodable {
+    case bridge(BridgeInfo)
+    case router(RouterInfo)
+
+    func encode(to encoder: any Encoder) throws {
+        switch self {
+        case .bridge(let b): try b.encode(to: encoder)
+        case .router(let r): try r.encode(to: encoder)
+        }
+    }
 }
 
 struct FDB: ParsableCommand {

@@ -30,9 +30,7 @@ final class RoutedIntegrationTests: XCTestCase {
         XCTAssertTrue(try lab.canPing(from: "lan", to: "g1"))
         XCTAssertTrue(try lab.canPing(from: "g1", to: "g2"), "guest to guest is routed")
         // Proxy ARP: the LAN host holds the guest's address at the router's MAC.
-        let routerMAC = try XCTUnwrap((try lab.ctlJSON(["show"]) as? [String: Any]).flatMap { t in
-            (t["routers"] as? [[String: Any]])?.first?["mac"] as? String
-        })
+        let routerMAC = try XCTUnwrap((try lab.ctlJSON(["show"]) as? [[String: Any]])?.first { $0["mode"] as? String == "route" }?["mac"] as? String)
         let neigh = try lab.inNamespace(lab.guest("lan"), ["ip", "neigh", "show", "10.80.0.5"])
         XCTAssertTrue(neigh.contains(routerMAC), "LAN host's neighbour entry for the guest: \(neigh)")
         // The router's own tables, as ip route / ip neigh print them.
@@ -139,9 +137,7 @@ final class RoutedIntegrationTests: XCTestCase {
     func testTheKernelSetUpAsVifRouteDoesGivesTheSameObservations() throws {
         let (lab, _) = try routedLab()
         defer { lab.tearDown() }
-        let routerMAC = try XCTUnwrap((try lab.ctlJSON(["show"]) as? [String: Any]).flatMap { t in
-            (t["routers"] as? [[String: Any]])?.first?["mac"] as? String
-        })
+        let routerMAC = try XCTUnwrap((try lab.ctlJSON(["show"]) as? [[String: Any]])?.first { $0["mode"] as? String == "route" }?["mac"] as? String)
         let ours = try observe(lab, lan: "lan", g1: "g1", g2: "g2", routerMAC: routerMAC, routerIP: "10.80.0.1")
 
         // The kernel: dom0 in a namespace of its own, with the switch-side ends of three more hosts,

@@ -87,9 +87,7 @@ final class FakeXen {
     /// The `show --json` object of a port, nil when no bridge or router has it.
     func port(_ name: String) throws -> (bridge: String, port: [String: Any])? {
         let tree = try lab.ctlJSON(["show"])
-        let switches = (tree as? [[String: Any]])
-            ?? (((tree as? [String: Any])?["bridges"] as? [[String: Any]]) ?? []) + (((tree as? [String: Any])?["routers"] as? [[String: Any]]) ?? [])
-        for b in switches {
+        for b in (tree as? [[String: Any]]) ?? [] {
             for p in (b["ports"] as? [[String: Any]]) ?? [] where p["name"] as? String == name {
                 return (b["name"] as! String, p)
             }

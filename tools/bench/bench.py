@@ -296,7 +296,7 @@ class UserSwitchRouter(UserSwitch):
         self.ctl(["add-port", "rt0", "s1", f"ip={NET}.1", f"mac={host_mac(1)}"])
 
     def router_mac(self):
-        return json.loads(self.ctl(["show", "--json"]))["routers"][0]["mac"]
+        return next(x["mac"] for x in json.loads(self.ctl(["show", "--json"])) if x.get("mode") == "route")
 
 
 class LinuxRoute(Switch):
