@@ -17,14 +17,18 @@ public struct RouterConfiguration: Equatable, Sendable, Codable {
     public var mac: MACAddress?
     public var ports: [RoutedPortConfiguration]
     public var routes: [RouteConfiguration]
+    /// The router's filter rules in ebtables-save syntax (its FORWARD chain judges routed frames);
+    /// nil when it has none.
+    public var filterRules: String?
 
     public init(name: String, mode: String = "route", uplink: String, address: String, gateway: String? = nil,
-                mac: MACAddress? = nil, ports: [RoutedPortConfiguration] = [], routes: [RouteConfiguration] = []) {
+                mac: MACAddress? = nil, ports: [RoutedPortConfiguration] = [], routes: [RouteConfiguration] = [],
+                filterRules: String? = nil) {
         self.name = name; self.mode = mode; self.uplink = uplink; self.address = address; self.gateway = gateway
-        self.mac = mac; self.ports = ports; self.routes = routes
+        self.mac = mac; self.ports = ports; self.routes = routes; self.filterRules = filterRules
     }
 
-    private enum CodingKeys: String, CodingKey, CaseIterable { case name, mode, uplink, address, gateway, mac, ports, routes }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case name, mode, uplink, address, gateway, mac, ports, routes, filterRules }
 
     public init(from decoder: any Decoder) throws {
         try rejectUnknownKeys(decoder, allowed: CodingKeys.allCases.map(\.rawValue), in: "a router")
@@ -37,6 +41,7 @@ public struct RouterConfiguration: Equatable, Sendable, Codable {
         mac = try c.decodeIfPresent(MACAddress.self, forKey: .mac)
         ports = try c.decodeIfPresent([RoutedPortConfiguration].self, forKey: .ports) ?? []
         routes = try c.decodeIfPresent([RouteConfiguration].self, forKey: .routes) ?? []
+        filterRules = try c.decodeIfPresent(String.self, forKey: .filterRules)
     }
 }
 
@@ -114,6 +119,9 @@ extension SwitchConfiguration {
                 guard PortAddresses.parseIPs(p.ips).v4.count > 0 else {
                     throw ConfigurationError("\(pat): a routed port needs the guest's IPv4 addresses in ips")
                 }
+            }
+            if let text = r.filterRules, let problem = ConfigurationRules.problem(withFilterRules: text) {
+                throw ConfigurationError("\(at): filterRules: \(problem)")
             }
             for (ki, route) in r.routes.enumerated() {
                 let rat = "\(at): routes[\(ki)] \(route.prefix)"

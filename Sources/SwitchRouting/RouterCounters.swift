@@ -48,6 +48,8 @@ public enum RouterDropReason: Int, CaseIterable, Sendable {
     case neighbourUnreachable
     /// For the router itself but not an echo request (UDP gets a port unreachable).
     case localDelivery
+    /// The FORWARD chain of the router's filter rules dropped it.
+    case filtered
     /// The egress port's transmit ring or queue was full.
     case txQueueFull
     /// Larger than the egress port's transmit slot.
@@ -80,6 +82,7 @@ public enum RouterDropReason: Int, CaseIterable, Sendable {
         case .neighbourQueueFull: return "neighbour-queue-full"
         case .neighbourUnreachable: return "neighbour-unreachable"
         case .localDelivery: return "local-delivery"
+        case .filtered: return "filtered"
         case .txQueueFull: return "tx-queue-full"
         case .txOversize: return "tx-oversize"
         case .txError: return "tx-error"

@@ -20,6 +20,7 @@ extension RouterEngine {
         retiredEvents[i] = PortEvents()
         portCount = max(portCount, i + 1)
         applyPortConfiguration(i)
+        recompileFilter()
         return i
     }
 
@@ -40,6 +41,7 @@ extension RouterEngine {
         while portCount > 0 && !inUse[portCount - 1] { portCount -= 1 }
         setAntiSpoof(i, nil)
         rebuildRoutes()
+        recompileFilter()
         return d
     }
 
@@ -152,6 +154,26 @@ extension RouterEngine {
         releaseQueued(released)
         transmit(count: 0)
         return ok
+    }
+
+    // MARK: filter rules
+
+    /// The rule set in force, with the dataplane's counters.
+    public var currentFilterRules: FilterRuleSet {
+        var s = filterRules
+        if let p = filterProgram, p.ruleCount == s.ruleCount { s.setFlatCounters(p.counters) }
+        return s
+    }
+
+    /// Replaces the whole rule set (compiled here; the next batch sees only the new one).
+    public func setFilter(_ rules: FilterRuleSet) {
+        filterRules = rules
+        filterProgram = rules.isEmpty ? nil : FilterProgram(rules, portNames: portNames, bridgeName: bridgeName)
+    }
+
+    /// Port names changed: compile again, keeping the counters.
+    func recompileFilter() {
+        if filterProgram != nil { setFilter(currentFilterRules) }
     }
 
     // MARK: counters and state

@@ -14,6 +14,9 @@
 // fragments (a partial checksum is completed first, as ip_do_fragment does with
 // skb_checksum_help). TTL and header checksum are rewritten in place with RFC 1624's update; the
 // Ethernet header gets the next hop's MAC and the router's.
+// The ebtables-style FORWARD chain (the router's filter rules) runs after those checks and before
+// the frame is changed: rules match the frame as it arrived, its ingress port (-i) and the port the
+// route chose (-o). A refused frame is `filtered`, without an ICMP error (as a DROP target).
 // ICMP errors come from the router's own address, quote the offending header and up to 576 bytes
 // in all (RFC 1812 4.3.2.3), go back the way the packet came, are never sent about an ICMP error,
 // a non-first fragment or a packet from a broadcast, multicast or zero source, and are
@@ -87,6 +90,13 @@ extension RouterEngine {
                 return
             }
             fragment = true
+        }
+        // The FORWARD chain, after the checks a router makes and before the frame is changed, so
+        // rules see it as the guest or LAN host sent it (their MACs, the TTL they set).
+        if let prog = filterProgram, !prog.forwardIsTrivial,
+           !prog.allows(chain: FilterProgram.forward, frame: f, length: len, info: batch.info[i], inPort: p, outPort: q) {
+            drop(.filtered)
+            return
         }
         // TTL - 1, and the header checksum after it (RFC 1624 over the TTL|protocol word).
         let word = HeaderBytes.be16(f, 22)

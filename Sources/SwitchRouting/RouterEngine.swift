@@ -104,6 +104,12 @@ public final class RouterEngine<Port: FramePort> {
     let guestMAC: FixedArray<UInt64>
     var portCount = 0
     public internal(set) var antiSpoofTable: AntiSpoofTable?
+    // The ebtables-style rule set (its FORWARD chain judges routed frames) and its compiled form;
+    // nil when there are no rules: one branch per frame.
+    /// The router's name, for --logical-in/--logical-out.
+    public var bridgeName: String = ""
+    public internal(set) var filterRules = FilterRuleSet()
+    public internal(set) var filterProgram: FilterProgram?
     var antiSpoofAddresses: [PortAddresses?]
 
     // Counters.

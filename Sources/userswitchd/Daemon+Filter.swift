@@ -18,45 +18,34 @@ extension Daemon {
     func executeFilterCommand(_ command: ControlCommand) throws -> ControlResult {
         switch command {
         case .filter(let bridge, let arguments):
-            let r = try filterRunner(bridge)
             let parsed: FilterCommand
             do { parsed = try FilterParser.parseCommand(arguments) } catch {
                 throw CommandError("ebtables syntax: \(error.description)")
             }
-            let zeroing = isZeroingList(parsed)
-            let outcome: Result<FilterListing?, FilterError> = r.sync { runner in
-                var set = runner.engine.currentFilterRules
-                do throws(FilterError) {
-                    let listing = try set.apply(parsed)
-                    if parsed.isChange || zeroing {
-                        runner.engine.bridgeName = runner.name
-                        runner.engine.setFilter(set)
-                    }
-                    return .success(listing)
-                } catch { return .failure(error) }
+            let listing: FilterListing?
+            switch try filterTarget(bridge) {
+            case .bridge(let r): listing = try applyFilter(parsed, on: r)
+            case .router(let r): listing = try applyFilter(parsed, on: r)
             }
-            switch outcome {
-            case .failure(let e): throw CommandError(e.description)
-            case .success(let listing):
-                if parsed.isChange { logger.info("filter \(r.name): \(arguments.joined(separator: " "))") }
-                return listing.map { .filterListing($0) } ?? .done
-            }
+            if parsed.isChange { logger.info("filter \(bridge ?? ""): \(arguments.joined(separator: " "))") }
+            return listing.map { .filterListing($0) } ?? .done
 
         case .filterSave(let bridge, let counters):
-            let r = try filterRunner(bridge)
-            return .filterText(r.sync { $0.engine.currentFilterRules.saveText(counters: counters) })
+            switch try filterTarget(bridge) {
+            case .bridge(let r): return .filterText(r.sync { $0.engine.currentFilterRules.saveText(counters: counters) })
+            case .router(let r): return .filterText(r.sync { $0.engine.currentFilterRules.saveText(counters: counters) })
+            }
 
         case .filterRestore(let bridge, let text):
-            let r = try filterRunner(bridge)
             let set: FilterRuleSet
             do { set = try FilterRuleSet.restore(text: text) } catch {
                 throw CommandError("ebtables-save text: \(error.description)")
             }
-            r.sync { runner in
-                runner.engine.bridgeName = runner.name
-                runner.engine.setFilter(set)
+            switch try filterTarget(bridge) {
+            case .bridge(let r): r.sync { $0.engine.bridgeName = $0.name; $0.engine.setFilter(set) }
+            case .router(let r): r.sync { $0.engine.bridgeName = $0.name; $0.engine.setFilter(set) }
             }
-            logger.info("filter \(r.name): restored \(set.ruleCount) rules in \(set.chains.count) chains")
+            logger.info("filter \(bridge ?? ""): restored \(set.ruleCount) rules in \(set.chains.count) chains")
             return .done
 
         case .setPort(let bridge, let port, let macs, let ips, let antiSpoofing):
@@ -94,10 +83,44 @@ extension Daemon {
         return false
     }
 
+    /// What a filter command acts on: a bridge (its INPUT, FORWARD and OUTPUT chains) or a router
+    /// (its FORWARD chain judges routed frames).
+    enum FilterTarget {
+        case bridge(BridgeRunner)
+        case router(RouterRunner)
+    }
+
+    /// The named bridge or router, or the only bridge there is.
+    private func filterTarget(_ name: String?) throws -> FilterTarget {
+        if let n = name, let r = routers[n] { return .router(r) }
+        return .bridge(try filterRunner(name))
+    }
+
+    /// Applies an ebtables command to a copy of the rule set in force (with the dataplane's
+    /// counters), on the dataplane thread, and installs the result there when it changes anything.
+    private func applyFilter<E: FilteringEngine>(_ parsed: FilterCommand, on r: DataplaneRunner<E>) throws -> FilterListing? {
+        let zeroing = isZeroingList(parsed)
+        let outcome: Result<FilterListing?, FilterError> = r.sync { runner in
+            var set = runner.engine.currentFilterRules
+            do throws(FilterError) {
+                let listing = try set.apply(parsed)
+                if parsed.isChange || zeroing {
+                    runner.engine.bridgeName = runner.name
+                    runner.engine.setFilter(set)
+                }
+                return .success(listing)
+            } catch { return .failure(error) }
+        }
+        switch outcome {
+        case .failure(let e): throw CommandError(e.description)
+        case .success(let listing): return listing
+        }
+    }
+
     /// The bridge a filter command acts on: the named one, or the only one.
     private func filterRunner(_ bridge: String?) throws -> BridgeRunner {
         if let b = bridge {
-            guard let r = bridges[b] else { throw CommandError("no such bridge '\(b)'") }
+            guard let r = bridges[b] else { throw CommandError("no such bridge or router '\(b)'") }
             return r
         }
         guard bridges.count == 1, let r = bridges.values.first else {

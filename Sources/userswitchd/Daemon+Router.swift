@@ -230,9 +230,11 @@ extension Daemon {
                     RouteConfiguration(prefix: r.prefix.description, via: r.gateway == 0 ? nil : IPv4Prefix.format(r.gateway),
                                        dev: r.gateway == 0 ? e.portNames[r.port] : nil)
                 }
+                let rules = e.currentFilterRules.saveText(counters: false)
                 return RouterConfiguration(name: name, uplink: e.portNames[0] ?? "", address: address,
                                            gateway: e.gateway.map(IPv4Prefix.format),
-                                           mac: e.mac == Daemon.routerMAC(name) ? nil : e.mac, ports: ports, routes: routes)
+                                           mac: e.mac == Daemon.routerMAC(name) ? nil : e.mac, ports: ports, routes: routes,
+                                           filterRules: rules == FilterRuleSet().saveText(counters: false) ? nil : rules)
             }
         }
     }
@@ -268,6 +270,9 @@ extension Daemon {
             for r in have.subtracting(want) { _ = try execute(.routeDel(router: t.name, prefix: r.prefix)) }
             for r in t.routes where !have.contains(r) {
                 _ = try execute(.routeAdd(router: t.name, prefix: r.prefix, via: r.via, dev: r.dev))
+            }
+            if (current?.filterRules ?? "") != (t.filterRules ?? "") {
+                try restoreFilterRules(bridge: t.name, text: t.filterRules ?? "")
             }
         }
     }

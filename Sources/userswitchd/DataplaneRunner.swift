@@ -63,6 +63,16 @@ extension RouterEngine: RunnerEngine where Port == SwitchPort {
     func portAttached(_ i: Int) { announce(port: i) }
 }
 
+/// An engine with an ebtables-style rule set (a bridge's chains, a router's FORWARD chain).
+protocol FilteringEngine: RunnerEngine {
+    var currentFilterRules: FilterRuleSet { get }
+    var bridgeName: String { get set }
+    func setFilter(_ rules: FilterRuleSet)
+}
+
+extension BridgeEngine: FilteringEngine where Port == SwitchPort {}
+extension RouterEngine: FilteringEngine where Port == SwitchPort {}
+
 typealias BridgeRunner = DataplaneRunner<BridgeEngine<SwitchPort>>
 typealias RouterRunner = DataplaneRunner<RouterEngine<SwitchPort>>
 

@@ -66,6 +66,20 @@ final class RoutedIntegrationTests: XCTestCase {
         try assertTCPTransferArrivesIntact(lab, from: "g1", to: "lan", address: "10.80.0.7", bytes: 10 * 1024 * 1024)
     }
 
+    func testTheRoutersForwardChainFiltersAndIsSaved() throws {
+        let (lab, router) = try routedLab()
+        defer { lab.tearDown() }
+        XCTAssertTrue(try lab.canPing(from: "g1", to: "lan"))
+        try lab.mustCtl(["filter", "--bridge", router, "-A", "FORWARD", "-i", lab.guest("g1").port, "-p", "IPv4",
+                         "--ip-proto", "icmp", "-j", "DROP"])
+        let blocked = try lab.runInNamespace(lab.guest("g1"), ["ping", "-c", "2", "-W", "1", "10.80.0.7"])
+        XCTAssertNotEqual(blocked.status, 0, "the FORWARD rule let ICMP through: \(blocked.output)")
+        XCTAssertTrue(try lab.canPing(from: "g2", to: "lan"), "another guest is not matched")
+        let listing = try lab.mustCtl(["filter", "--bridge", router, "-L", "--Lc"])
+        XCTAssertTrue(listing.contains("pcnt = 2"), listing)
+        XCTAssertTrue(try lab.mustCtl(["show-config"]).contains("--ip-proto icmp"), "the rules are saved with the router")
+    }
+
     func testTTLOfOneGetsTimeExceededFromTheRouter() throws {
         let (lab, _) = try routedLab()
         defer { lab.tearDown() }

@@ -309,6 +309,35 @@ final class RouterTests: XCTestCase {
         XCTAssertEqual(lab.out(1).count, 1, "then the vif's")
     }
 
+    // MARK: filtering
+
+    func testTheForwardChainJudgesRoutedFramesByIngressAndEgressPort() throws {
+        let lab = try RouterLab(guests: [guest(), guest(["10.1.0.6"], known: false)])
+        lab.engine.addNeighbour(ip("192.0.2.7"), mac: RouterLab.lanHostMAC, port: 0)
+        lab.engine.bridgeName = "rt0"
+        // Guest 1 may not reach the LAN over UDP; everything else passes.
+        let rules = try FilterRuleSet.restore(text: """
+            *filter
+            :INPUT ACCEPT
+            :FORWARD ACCEPT
+            :OUTPUT ACCEPT
+            -A FORWARD -i vif1.0 -o uplink -p IPv4 --ip-proto udp -j DROP
+            """)
+        lab.engine.setFilter(rules)
+        lab.send(Packet.udp(src: guestIP, dst: ip("192.0.2.7"), from: guestMAC, to: RouterLab.routerMAC), on: 1)
+        XCTAssertEqual(lab.out(0).count, 0)
+        XCTAssertEqual(lab.drops(.filtered), 1)
+        XCTAssertEqual(lab.engine.currentFilterRules.chains.first { $0.name == "FORWARD" }?.counters.first?.packets, 1)
+        // ICMP from guest 1, and UDP from guest 2, are not matched.
+        lab.send(Packet.echoRequest(src: guestIP, dst: ip("192.0.2.7"), from: guestMAC, to: RouterLab.routerMAC), on: 1)
+        lab.send(Packet.udp(src: ip("10.1.0.6"), dst: ip("192.0.2.7"), from: mac("02:00:00:00:00:06"), to: RouterLab.routerMAC), on: 2)
+        XCTAssertEqual(lab.out(0).count, 2)
+        // The rule follows port names: a port added later is compiled in.
+        lab.engine.setFilter(FilterRuleSet())
+        lab.send(Packet.udp(src: guestIP, dst: ip("192.0.2.7"), from: guestMAC, to: RouterLab.routerMAC), on: 1)
+        XCTAssertEqual(lab.out(0).count, 1, "no rules: forwarded")
+    }
+
     // MARK: the route table
 
     func testLongestPrefixMatchAgreesWithALinearSearch() {
