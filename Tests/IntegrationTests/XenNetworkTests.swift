@@ -91,4 +91,71 @@ final class XenNetworkTests: XCTestCase {
             (try? inside(host, ["ping", "-c", "1", "-W", "1", "-q", "10.86.0.1"]).succeeded) ?? false
         }, "dom0 lost its gateway after stop")
     }
+
+    func testStartModeRoutePutsDom0BehindTheRouterAndStopPutsItBack() throws {
+        let bin = try requireIntegrationPrerequisites()
+        let tag = "u\(getpid() % 100_000)r"
+        let host = tag + "-dom0", upstream = tag + "-up"
+        let w = FileManager.default.temporaryDirectory.appendingPathComponent("usw-netr-\(tag)-\(UUID().uuidString.prefix(6))")
+        work = w
+        try FileManager.default.createDirectory(at: w, withIntermediateDirectories: true)
+        for ns in [host, upstream] {
+            namespaces.append(ns)
+            try Command.must("ip", ["netns", "add", ns])
+            try must(ns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+            try must(ns, ["ip", "link", "set", "lo", "up"])
+        }
+        try must(host, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", upstream])
+        try must(host, ["ip", "addr", "add", "10.87.0.2/24", "dev", "eth0"])
+        try must(host, ["ip", "link", "set", "eth0", "up"])
+        try must(host, ["ip", "route", "add", "default", "via", "10.87.0.1"])
+        try must(upstream, ["ip", "addr", "add", "10.87.0.1/24", "dev", "eth0"])
+        try must(upstream, ["ip", "link", "set", "eth0", "up"])
+        let socket = w.appendingPathComponent("ctl.sock").path
+        let env = ["USERSWITCH_SOCKET": socket, "USERSWITCH_STATE_DIR": w.appendingPathComponent("state").path,
+                   "PATH": bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
+        daemon = try Command.start("ip", ["netns", "exec", host, bin.appendingPathComponent("userswitchd").path,
+                                          "--socket", socket, "--config", w.appendingPathComponent("config.json").path],
+                                   outputFile: w.appendingPathComponent("userswitchd.log"))
+        XCTAssertTrue(eventually(timeout: 10) { FileManager.default.fileExists(atPath: socket) }, "userswitchd did not start")
+        let script = toolsDirectory.appendingPathComponent("xen/network-userswitch").path
+
+        // The router's own address is required: it must not be dom0's.
+        let refused = try inside(host, [script, "start", "mode=route", "netdev=eth0"], environment: env)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.output.contains("address=A/P"), refused.output)
+
+        let start = try inside(host, [script, "start", "mode=route", "router=xrt0", "netdev=eth0", "address=10.87.0.3/24"],
+                               environment: env)
+        XCTAssertEqual(start.status, 0, start.output)
+        XCTAssertTrue(try must(host, ["ip", "-o", "-4", "addr", "show", "dev", "xrt0"]).contains("10.87.0.2/24"))
+        XCTAssertFalse(try must(host, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).contains("10.87.0.2"))
+        XCTAssertTrue(try must(host, ["ip", "route", "show", "default"]).contains("via 10.87.0.1 dev xrt0"))
+        let routes = try must(host, [bin.appendingPathComponent("userswitchctl").path, "routes", "xrt0"], environment: env)
+        XCTAssertTrue(routes.contains("10.87.0.2 dev xrt0 proto host metric 1"), routes)
+        XCTAssertTrue(routes.contains("default via 10.87.0.1 dev eth0"), routes)
+        // dom0 reaches its gateway through the router, and the LAN reaches dom0 (proxy ARP).
+        XCTAssertTrue(eventually(timeout: 8) {
+            (try? inside(host, ["ping", "-c", "1", "-W", "1", "-q", "10.87.0.1"]).succeeded) ?? false
+        }, "dom0 lost its gateway after start")
+        XCTAssertTrue(eventually(timeout: 8) {
+            (try? inside(upstream, ["ping", "-c", "1", "-W", "1", "-q", "10.87.0.2"]).succeeded) ?? false
+        }, "the LAN cannot reach dom0 behind the router")
+        XCTAssertTrue(try inside(upstream, ["ping", "-c", "1", "-W", "1", "-q", "10.87.0.3"]).succeeded, "the router's own address")
+        // start again: nothing moves twice.
+        XCTAssertEqual(try inside(host, [script, "start", "mode=route", "router=xrt0", "netdev=eth0", "address=10.87.0.3/24"],
+                                  environment: env).status, 0)
+        XCTAssertTrue(try must(host, ["ip", "-o", "-4", "addr", "show", "dev", "xrt0"]).contains("10.87.0.2/24"))
+
+        let stop = try inside(host, [script, "stop", "mode=route", "router=xrt0"], environment: env)
+        XCTAssertEqual(stop.status, 0, stop.output)
+        XCTAssertTrue(try must(host, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).contains("10.87.0.2/24"))
+        XCTAssertTrue(try must(host, ["ip", "route", "show", "default"]).contains("via 10.87.0.1 dev eth0"))
+        XCTAssertFalse(try inside(host, ["ip", "link", "show", "xrt0"]).succeeded, "the TAP port is still there")
+        let after = try must(host, [bin.appendingPathComponent("userswitchctl").path, "show"], environment: env)
+        XCTAssertFalse(after.contains("xrt0"), after)
+        XCTAssertTrue(eventually(timeout: 8) {
+            (try? inside(host, ["ping", "-c", "1", "-W", "1", "-q", "10.87.0.1"]).succeeded) ?? false
+        }, "dom0 lost its gateway after stop")
+    }
 }
