@@ -80,6 +80,38 @@ final class RoutedIntegrationTests: XCTestCase {
         XCTAssertTrue(try lab.mustCtl(["show-config"]).contains("--ip-proto icmp"), "the rules are saved with the router")
     }
 
+    /// Routed and bridged guests on one host: a veth pair joins a bridge port to a router port that
+    /// carries the bridged segment's prefix (docs/routing.md, "A router and a bridge").
+    func testARouterAndABridgeJoinedByAVethPairRouteBetweenRoutedAndBridgedGuests() throws {
+        let (lab, router) = try routedLab()
+        defer { lab.tearDown() }
+        for (name, ip, k) in [("b1", "10.90.0.11", 21), ("b2", "10.90.0.12", 22)] {
+            let g = try lab.addGuest(name, ip: ip, macSuffix: UInt8(k))
+            // The router's address as gateway, on the link, as a routed guest has it.
+            try lab.inNamespace(g, ["ip", "route", "add", "10.80.0.1", "dev", "eth0"])
+            try lab.inNamespace(g, ["ip", "route", "add", "default", "via", "10.80.0.1"])
+        }
+        try lab.addBridge()
+        try lab.addPort("b1")
+        try lab.addPort("b2")
+        let toBridge = lab.prefix + "vb", toRouter = lab.prefix + "vr"
+        try Command.must("ip", ["link", "add", toBridge, "type", "veth", "peer", "name", toRouter])
+        defer { _ = try? Command.run("ip", ["link", "del", toBridge]) }
+        for d in [toBridge, toRouter] {
+            try? "1".write(toFile: "/proc/sys/net/ipv6/conf/\(d)/disable_ipv6", atomically: false, encoding: .utf8)
+            try Command.must("ip", ["link", "set", d, "up"])
+        }
+        try lab.mustCtl(["add-port", lab.bridge, toBridge])
+        try lab.mustCtl(["add-port", router, toRouter, "ip=10.90.0.0/24"])
+        try lab.inNamespace(lab.guest("lan"), ["ip", "route", "add", "10.90.0.0/24", "via", "10.80.0.1"])
+        XCTAssertTrue(try lab.canPing(from: "b1", to: "g1"), "bridged guest to routed guest")
+        XCTAssertTrue(try lab.canPing(from: "g2", to: "b2"), "routed guest to bridged guest")
+        XCTAssertTrue(try lab.canPing(from: "lan", to: "b1"), "the LAN to a bridged guest")
+        XCTAssertTrue(try lab.canPing(from: "b1", to: "b2"), "the bridged guests still switch between them")
+        let neighbours = try lab.mustCtl(["neigh", router])
+        XCTAssertTrue(neighbours.contains("10.90.0.11 dev \(toRouter) lladdr \(lab.guest("b1").mac)"), neighbours)
+    }
+
     func testTTLOfOneGetsTimeExceededFromTheRouter() throws {
         let (lab, _) = try routedLab()
         defer { lab.tearDown() }
