@@ -145,10 +145,20 @@ final class RoutedIntegrationTests: XCTestCase {
         let before = try lab.mustCtl(["show-config"])
         XCTAssertTrue(before.contains("\"routers\""), before)
         XCTAssertTrue(before.contains("192.0.2.0/24"), before)
+        // Under traffic: a ping every 50 ms from a guest to the LAN while the daemon dies.
+        let pingLog = lab.workDirectory.appendingPathComponent("routed-ping.log")
+        let pinger = try lab.startInNamespace(lab.guest("g1"), ["ping", "-i", "0.05", "10.80.0.7"], outputFile: pingLog)
+        usleep(500_000)
         let d = try XCTUnwrap(lab.daemon)
         kill(d.processIdentifier, SIGKILL)
         XCTAssertEqual(lab.stopDaemon()?.reason, .uncaughtSignal)
+        XCTAssertTrue(pinger.isRunning)
         try lab.startDaemon()
+        // The pings get answers again by themselves, without any command.
+        let answeredBefore = ((try? String(contentsOf: pingLog, encoding: .utf8)) ?? "").components(separatedBy: "bytes from").count
+        XCTAssertTrue(eventually(timeout: 10) {
+            ((try? String(contentsOf: pingLog, encoding: .utf8)) ?? "").components(separatedBy: "bytes from").count > answeredBefore + 5
+        }, "traffic did not resume after the restart")
         XCTAssertEqual(try lab.mustCtl(["show-config"]), before, "the same configuration after a restart")
         XCTAssertTrue(try lab.canPing(from: "g1", to: "lan"), lab.daemonLogTail())
         XCTAssertTrue(try lab.canPing(from: "lan", to: "g2"))
