@@ -51,7 +51,9 @@ public enum Format {
     public static func stats(_ bridges: [BridgeStats], allDrops: Bool = false) -> String {
         var blocks: [String] = []
         for bridge in bridges.sorted(by: { $0.name < $1.name }) {
-            var out = "bridge \(bridge.name): \(plural(bridge.ports.count, "port")), \(plural(bridge.fdbEntries, "FDB entry", "FDB entries"))\n"
+            var out = bridge.kind == "router"
+                ? "router \(bridge.name): \(plural(bridge.ports.count, "port")), \(plural(bridge.fdbEntries, "neighbour"))\n"
+                : "bridge \(bridge.name): \(plural(bridge.ports.count, "port")), \(plural(bridge.fdbEntries, "FDB entry", "FDB entries"))\n"
             let rows = bridge.ports.map { p in
                 [p.name, p.state, String(p.rxFrames), String(p.rxBytes), String(p.txFrames), String(p.txBytes),
                  String(p.downEvents)]

@@ -254,8 +254,10 @@ public struct BridgeStats: Codable, Sendable, Equatable {
     /// Dropped frames per reason (`DropReason.name`), every reason listed, zeros included.
     public var drops: [String: UInt64]
     public var fdbEntries: Int
-    public init(name: String, ports: [PortStats], drops: [String: UInt64], fdbEntries: Int) {
-        self.name = name; self.ports = ports; self.drops = drops; self.fdbEntries = fdbEntries
+    /// nil for a bridge; `router` for a router, whose `fdbEntries` counts its neighbours.
+    public var kind: String?
+    public init(name: String, ports: [PortStats], drops: [String: UInt64], fdbEntries: Int, kind: String? = nil) {
+        self.name = name; self.ports = ports; self.drops = drops; self.fdbEntries = fdbEntries; self.kind = kind
     }
 }
 

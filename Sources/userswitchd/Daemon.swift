@@ -268,7 +268,8 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                         let ports = e.portIndices.map { i in
                             PortStats(name: e.portNames[i]!, up: e.isUp(i), counters: e.portCounters(i), events: e.portEvents(i))
                         }
-                        return BridgeStats(name: name, ports: ports, drops: e.dropCounters, fdbEntries: e.neighbours.count)
+                        return BridgeStats(name: name, ports: ports, drops: e.dropCounters, fdbEntries: e.neighbours.count,
+                                           kind: "router")
                     })
                 }
             }
