@@ -7,6 +7,11 @@
 #   h4 10.10.0.4 ─┤ access VLAN 20 (attached with the Xen spec usd-br0.20)
 #   rt (no IP)   ─┘ trunk, VLANs 10 and 20 (802.1Q tagged)
 #
+#   lan 10.30.0.7 ── uplink ── router usd-rt0 (10.30.0.1) ── routed port ── g1 10.30.0.5
+#
+# The second part is routed mode (Xen's vif-route): g1 has an address in the LAN's prefix and the
+# router as its gateway; the router proxies ARP for it on the uplink, so lan reaches it as if it
+# were on the LAN.
 # All four guests share one IP subnet on purpose: h1 cannot reach h3 only because the switch keeps
 # VLAN 10 and VLAN 20 apart. The trunk host cannot use VLAN subinterfaces (this kernel has no 8021q
 # module), so the demo shows the trunk with tcpdump -e (the 802.1Q tags of the flooded ARP
@@ -28,10 +33,13 @@ USERSWITCHCTL="$BIN/userswitchctl"
 PY=/usr/bin/python3
 
 BR=usd-br0
-HOSTS=(usd-h1 usd-h2 usd-h3 usd-h4 usd-rt)
-declare -A IP=([usd-h1]=10.10.0.1 [usd-h2]=10.10.0.2 [usd-h3]=10.10.0.3 [usd-h4]=10.10.0.4)
+RT=usd-rt0
+HOSTS=(usd-h1 usd-h2 usd-h3 usd-h4 usd-rt usd-lan usd-g1)
+declare -A IP=([usd-h1]=10.10.0.1 [usd-h2]=10.10.0.2 [usd-h3]=10.10.0.3 [usd-h4]=10.10.0.4
+               [usd-lan]=10.30.0.7 [usd-g1]=10.30.0.5)
 declare -A MAC=([usd-h1]=02:00:00:00:10:01 [usd-h2]=02:00:00:00:10:02 [usd-h3]=02:00:00:00:20:03
-                [usd-h4]=02:00:00:00:20:04 [usd-rt]=02:00:00:00:99:01)
+                [usd-h4]=02:00:00:00:20:04 [usd-rt]=02:00:00:00:99:01 [usd-lan]=02:00:00:00:30:07
+                [usd-g1]=02:00:00:00:30:05)
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say() { printf '%s\n' "$*"; }
@@ -198,6 +206,25 @@ else bad "no tagged vlan 20 ARP reply from h3 on the trunk"; fi
 if grep -q 'vlan 10.*Reply 10.10.0.3 is-at' "$WORK/trunk.txt"; then
   bad "h3 answered a VLAN 10 request: VLANs leak"
 else ok "the VLAN 10 tagged request for h3 got no answer (h3 is in VLAN 20)"; fi
+
+bold "routed mode: a router between the LAN (usd-lan) and a routed guest (usd-g1)"
+in_ns usd-g1 ip route add default via 10.30.0.1
+run_ctl add-router "$RT" uplink=usd-lan address=10.30.0.1/24
+run_ctl add-port "$RT" usd-g1 ip=10.30.0.5 "mac=${MAC[usd-g1]}"
+if can_ping usd-g1 usd-lan; then ok "usd-g1 -> usd-lan (10.30.0.7): replies, routed"; else bad "usd-g1 -> usd-lan: no reply"; fi
+if can_ping usd-lan usd-g1; then ok "usd-lan -> usd-g1 (10.30.0.5): replies, through proxy ARP"; else bad "usd-lan -> usd-g1: no reply"; fi
+rt_mac=$(ctl show --json | $PY -c 'import json, sys; print(next(x["mac"] for x in json.load(sys.stdin) if x.get("mode") == "route"))')
+if in_ns usd-lan ip neigh show 10.30.0.5 | grep -q "$rt_mac"; then
+  ok "usd-lan holds 10.30.0.5 at the router's MAC $rt_mac (proxy ARP)"
+else bad "usd-lan's neighbour entry for 10.30.0.5 is not the router's MAC"; fi
+ttl_out=$(in_ns usd-g1 ping -c 1 -W 2 -t 1 10.30.0.7 2>&1 || true)  # no echo reply: ping exits 1
+if grep -q "From 10.30.0.1.*exceeded" <<< "$ttl_out"; then
+  ok "ping -t 1 from usd-g1: time exceeded from the router (10.30.0.1)"
+else bad "no time exceeded from the router for ping -t 1"; fi
+bold "userswitchctl routes $RT"
+ctl routes "$RT" | sed 's/^/    /'
+bold "userswitchctl neigh $RT"
+ctl neigh "$RT" | sed 's/^/    /'
 
 bold "userswitchctl show"
 ctl show | sed 's/^/    /'
