@@ -1116,7 +1116,11 @@ def main():
         reader, reader_error = build_bare_reader(work)
     try:
         for rnd in range(args.rounds):
-            for sw in switches:
+            # The order rotates every round, so that no switch always takes the same place in a
+            # round: measured here, the place alone moved the 64-byte sink by about 10%
+            # (docs/performance.md, "Before and after the house-in-order refactor").
+            k = rnd % len(switches)
+            for sw in switches[k:] + switches[:k]:
                 busy, load = wait_for_quiet(args)
                 raw["loads"].append({"round": rnd, "switch": sw, "busy_before": busy, "load1": load})
                 print(f"round {rnd + 1}/{args.rounds}  {LABELS[sw]}  (CPUs {busy * 100:.0f}% busy before, "
