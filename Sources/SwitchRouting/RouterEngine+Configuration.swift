@@ -159,16 +159,12 @@ extension RouterEngine {
     // MARK: filter rules
 
     /// The rule set in force, with the dataplane's counters.
-    public var currentFilterRules: FilterRuleSet {
-        var s = filterRules
-        if let p = filterProgram, p.ruleCount == s.ruleCount { s.setFlatCounters(p.counters) }
-        return s
-    }
+    public var currentFilterRules: FilterRuleSet { FilterProgram.counted(filterRules, by: filterProgram) }
 
     /// Replaces the whole rule set (compiled here; the next batch sees only the new one).
     public func setFilter(_ rules: FilterRuleSet) {
         filterRules = rules
-        filterProgram = rules.isEmpty ? nil : FilterProgram(rules, portNames: portNames, bridgeName: bridgeName)
+        filterProgram = FilterProgram.compiled(rules, portNames: portNames, bridgeName: bridgeName)
     }
 
     /// Port names changed: compile again, keeping the counters.

@@ -32,9 +32,13 @@ final class XenNetworkTests: XCTestCase {
         return r.output
     }
 
-    func testStartMovesAddressAndRouteToTheBridgeAndStopMovesThemBack() throws {
+    /// A "dom0" namespace whose NIC eth0 has `net`.2/24 and a default route to the gateway `net`.1
+    /// in an "upstream" namespace, with its own userswitchd running. Returns the binaries'
+    /// directory, both namespaces and the environment userswitchctl and the script need.
+    private func startDom0(tag suffix: String, net: String) throws
+        -> (bin: URL, host: String, upstream: String, env: [String: String]) {
         let bin = try requireIntegrationPrerequisites()
-        let tag = "u\(getpid() % 100_000)n"
+        let tag = "u\(getpid() % 100_000)\(suffix)"
         let host = tag + "-dom0", upstream = tag + "-up"
         let w = FileManager.default.temporaryDirectory.appendingPathComponent("usw-net-\(tag)-\(UUID().uuidString.prefix(6))")
         work = w
@@ -46,10 +50,10 @@ final class XenNetworkTests: XCTestCase {
             try must(ns, ["ip", "link", "set", "lo", "up"])
         }
         try must(host, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", upstream])
-        try must(host, ["ip", "addr", "add", "10.86.0.2/24", "dev", "eth0"])
+        try must(host, ["ip", "addr", "add", "\(net).2/24", "dev", "eth0"])
         try must(host, ["ip", "link", "set", "eth0", "up"])
-        try must(host, ["ip", "route", "add", "default", "via", "10.86.0.1"])
-        try must(upstream, ["ip", "addr", "add", "10.86.0.1/24", "dev", "eth0"])
+        try must(host, ["ip", "route", "add", "default", "via", "\(net).1"])
+        try must(upstream, ["ip", "addr", "add", "\(net).1/24", "dev", "eth0"])
         try must(upstream, ["ip", "link", "set", "eth0", "up"])
 
         let socket = w.appendingPathComponent("ctl.sock").path
@@ -59,6 +63,11 @@ final class XenNetworkTests: XCTestCase {
                                           "--socket", socket, "--config", w.appendingPathComponent("config.json").path],
                                    outputFile: w.appendingPathComponent("userswitchd.log"))
         XCTAssertTrue(eventually(timeout: 10) { FileManager.default.fileExists(atPath: socket) }, "userswitchd did not start")
+        return (bin, host, upstream, env)
+    }
+
+    func testStartMovesAddressAndRouteToTheBridgeAndStopMovesThemBack() throws {
+        let (bin, host, _, env) = try startDom0(tag: "n", net: "10.86.0")
 
         let script = toolsDirectory.appendingPathComponent("xen/network-userswitch").path
         let start = try inside(host, [script, "start", "bridge=xbr0", "netdev=eth0"], environment: env)
@@ -93,31 +102,7 @@ final class XenNetworkTests: XCTestCase {
     }
 
     func testStartModeRoutePutsDom0BehindTheRouterAndStopPutsItBack() throws {
-        let bin = try requireIntegrationPrerequisites()
-        let tag = "u\(getpid() % 100_000)r"
-        let host = tag + "-dom0", upstream = tag + "-up"
-        let w = FileManager.default.temporaryDirectory.appendingPathComponent("usw-netr-\(tag)-\(UUID().uuidString.prefix(6))")
-        work = w
-        try FileManager.default.createDirectory(at: w, withIntermediateDirectories: true)
-        for ns in [host, upstream] {
-            namespaces.append(ns)
-            try Command.must("ip", ["netns", "add", ns])
-            try must(ns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
-            try must(ns, ["ip", "link", "set", "lo", "up"])
-        }
-        try must(host, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", upstream])
-        try must(host, ["ip", "addr", "add", "10.87.0.2/24", "dev", "eth0"])
-        try must(host, ["ip", "link", "set", "eth0", "up"])
-        try must(host, ["ip", "route", "add", "default", "via", "10.87.0.1"])
-        try must(upstream, ["ip", "addr", "add", "10.87.0.1/24", "dev", "eth0"])
-        try must(upstream, ["ip", "link", "set", "eth0", "up"])
-        let socket = w.appendingPathComponent("ctl.sock").path
-        let env = ["USERSWITCH_SOCKET": socket, "USERSWITCH_STATE_DIR": w.appendingPathComponent("state").path,
-                   "PATH": bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
-        daemon = try Command.start("ip", ["netns", "exec", host, bin.appendingPathComponent("userswitchd").path,
-                                          "--socket", socket, "--config", w.appendingPathComponent("config.json").path],
-                                   outputFile: w.appendingPathComponent("userswitchd.log"))
-        XCTAssertTrue(eventually(timeout: 10) { FileManager.default.fileExists(atPath: socket) }, "userswitchd did not start")
+        let (bin, host, upstream, env) = try startDom0(tag: "r", net: "10.87.0")
         let script = toolsDirectory.appendingPathComponent("xen/network-userswitch").path
 
         // The router's own address is required: it must not be dom0's.

@@ -348,4 +348,17 @@ public final class FilterProgram {
     public var counters: [FilterCounter] {
         (0..<ruleCount).map { FilterCounter(packets: packetCounts[$0], bytes: byteCounts[$0]) }
     }
+
+    /// The program an engine runs for `set`: none for an empty set, so its per-frame check is one
+    /// nil test. Shared by the bridge and the router so both compile and count rules alike.
+    public static func compiled(_ set: FilterRuleSet, portNames: [String?], bridgeName: String) -> FilterProgram? {
+        set.isEmpty ? nil : FilterProgram(set, portNames: portNames, bridgeName: bridgeName)
+    }
+
+    /// `set` with the counters `program` has run up, when `program` was compiled from it.
+    public static func counted(_ set: FilterRuleSet, by program: FilterProgram?) -> FilterRuleSet {
+        var s = set
+        if let p = program, p.ruleCount == s.ruleCount { s.setFlatCounters(p.counters) }
+        return s
+    }
 }
