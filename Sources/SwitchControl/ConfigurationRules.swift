@@ -64,6 +64,28 @@ public enum ConfigurationRules {
         return (a, mask)
     }
 
+    /// A router's IPv6 `ADDR/N`: its own address and the uplink's prefix length (nil when
+    /// malformed, multicast, link-local, unspecified or loopback, or N is not 1 to 128).
+    public static func routerAddress6(_ text: String) -> (address: IPv6Prefix, length: Int)? {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[1].allSatisfy(\.isNumber), let n = Int(parts[1]), (1...128).contains(n),
+              let (h, l) = IPv6Prefix.parseAddress(String(parts[0])), isUnicastIPv6(high: h, low: l), h >> 54 != 0x3FA
+        else { return nil }
+        return (IPv6Prefix(high: h, low: l), n)
+    }
+
+    /// A unicast IPv6 address: not multicast, unspecified or loopback.
+    public static func isUnicastIPv6(high h: UInt64, low l: UInt64) -> Bool {
+        h >> 56 != 0xFF && !(h == 0 && (l == 0 || l == 1))
+    }
+
+    /// An IPv4 or IPv6 unicast address (a next hop, a neighbour), as text.
+    public static func isUnicastAddress(_ text: String) -> Bool {
+        if let a = IPv4Prefix.parseAddress(text) { return a != 0 && a >> 28 < 0xE }
+        guard let (h, l) = IPv6Prefix.parseAddress(text) else { return false }
+        return isUnicastIPv6(high: h, low: l)
+    }
+
     /// The problem with a rule set in ebtables-save text, nil when it parses.
     public static func problem(withFilterRules text: String) -> String? {
         do throws(FilterError) { _ = try FilterRuleSet.restore(text: text); return nil } catch { return error.description }
@@ -107,7 +129,7 @@ extension ControlCommand {
             if let problem = ConfigurationRules.problem(withFilterRules: text) {
                 throw ConfigurationError("ebtables-save text: \(problem)")
             }
-        case .addRouter(let name, let uplink, let address, let gateway, let mac):
+        case .addRouter(let name, let uplink, let address, let gateway, let mac, let address6, let gateway6):
             guard ConfigurationRules.isValidBridgeName(name) else {
                 throw ConfigurationError("invalid router name '\(name)': use 1-15 letters, digits, '-' or '_'")
             }
@@ -123,28 +145,50 @@ extension ControlCommand {
             if let m = mac, !ConfigurationRules.isValidStationMAC(m) {
                 throw ConfigurationError("invalid router MAC \(m): must be a unicast, non-zero MAC")
             }
+            if let a6 = address6, ConfigurationRules.routerAddress6(a6) == nil {
+                throw ConfigurationError("invalid router IPv6 address '\(a6)': expected ADDR/N, a global or unique-local unicast address (the router's own, on the uplink)")
+            }
+            if let g = gateway6 {
+                guard let (h, l) = IPv6Prefix.parseAddress(g), ConfigurationRules.isUnicastIPv6(high: h, low: l) else {
+                    throw ConfigurationError("invalid IPv6 gateway '\(g)': expected a unicast IPv6 address")
+                }
+                guard address6 != nil || h >> 54 == 0x3FA else {
+                    throw ConfigurationError("an IPv6 gateway that is not link-local needs the router's address6=A6/P6")
+                }
+            }
         case .routeAdd(_, let prefix, let via, let dev):
-            guard IPv4Prefix(prefix) != nil, !prefix.contains(where: { $0 == " " }) else {
-                throw ConfigurationError("invalid route prefix '\(prefix)': expected A.B.C.D/N")
+            let v4 = IPv4Prefix(prefix) != nil
+            guard v4 || IPv6Prefix(prefix) != nil, !prefix.contains(where: { $0 == " " }) else {
+                throw ConfigurationError("invalid route prefix '\(prefix)': expected A.B.C.D/N or an IPv6 ADDR/N")
             }
             guard (via == nil) != (dev == nil) else {
                 throw ConfigurationError("a route needs exactly one of via GATEWAY or dev PORT")
             }
-            if let v = via, IPv4Prefix.parseAddress(v) == nil {
-                throw ConfigurationError("invalid next hop '\(v)': expected an IPv4 address A.B.C.D")
+            if let v = via {
+                if v4 {
+                    guard IPv4Prefix.parseAddress(v) != nil else {
+                        throw ConfigurationError("invalid next hop '\(v)': expected an IPv4 address A.B.C.D for an IPv4 route")
+                    }
+                } else {
+                    guard let (h, l) = IPv6Prefix.parseAddress(v), ConfigurationRules.isUnicastIPv6(high: h, low: l) else {
+                        throw ConfigurationError("invalid next hop '\(v)': expected a unicast IPv6 address for an IPv6 route")
+                    }
+                }
             }
         case .routeDel(_, let prefix):
-            guard IPv4Prefix(prefix) != nil else { throw ConfigurationError("invalid route prefix '\(prefix)': expected A.B.C.D/N") }
+            guard IPv4Prefix(prefix) != nil || IPv6Prefix(prefix) != nil else {
+                throw ConfigurationError("invalid route prefix '\(prefix)': expected A.B.C.D/N or an IPv6 ADDR/N")
+            }
         case .neighbourAdd(_, let address, let mac, _):
-            guard IPv4Prefix.parseAddress(address) != nil else {
-                throw ConfigurationError("invalid neighbour address '\(address)': expected an IPv4 address A.B.C.D")
+            guard ConfigurationRules.isUnicastAddress(address) else {
+                throw ConfigurationError("invalid neighbour address '\(address)': expected a unicast IPv4 or IPv6 address")
             }
             guard ConfigurationRules.isValidStationMAC(mac) else {
                 throw ConfigurationError("invalid neighbour MAC \(mac): must be a unicast, non-zero MAC")
             }
         case .neighbourDel(_, let address):
-            guard IPv4Prefix.parseAddress(address) != nil else {
-                throw ConfigurationError("invalid neighbour address '\(address)': expected an IPv4 address A.B.C.D")
+            guard ConfigurationRules.isUnicastAddress(address) else {
+                throw ConfigurationError("invalid neighbour address '\(address)': expected a unicast IPv4 or IPv6 address")
             }
         case .delBridge, .delPort, .show, .fdb, .stats, .configuration, .filter, .filterSave, .delRouter, .routes,
              .neighbours, .neighbourFlush, .showRouters:

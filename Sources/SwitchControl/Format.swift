@@ -72,6 +72,11 @@ public enum Format {
                 out += "port events:\n"
                 out += table(header: nil, rows: eventRows, rightAligned: [2])
             }
+            if let events = bridge.routerEvents {
+                let sent = events.filter { $0.value != 0 || allDrops }.sorted { $0.key < $1.key }
+                out += sent.isEmpty ? "sent: none\n" : "sent:\n" + table(header: nil, rows: sent.map { ["  " + $0.key, String($0.value)] },
+                                                                         rightAligned: [1])
+            }
             let nonZero = bridge.drops.filter { $0.value != 0 }.sorted { ($1.value, $0.key) < ($0.value, $1.key) }
             let zero = bridge.drops.filter { $0.value == 0 }.map(\.key).sorted()
             if nonZero.isEmpty && !allDrops {
@@ -113,8 +118,11 @@ public enum Format {
         var out = ""
         for r in routers {
             out += "router \(r.name) (mode \(r.mode)): address \(r.address ?? "none"), gateway \(r.gateway ?? "none"), mac \(r.mac)\n"
+            if r.address6 != nil || r.gateway6 != nil {
+                out += "  ipv6: address \(r.address6 ?? "none"), gateway \(r.gateway6 ?? "none"), link-local \(r.linkLocal ?? "-")\n"
+            }
             let rows = r.ports.map { p in
-                [String(p.number), p.name, p.role, p.type.rawValue, p.state, String(p.mtu),
+                [String(p.number), p.name, p.routerAdvertisements == true ? p.role + " ra" : p.role, p.type.rawValue, p.state, String(p.mtu),
                  p.addresses.isEmpty ? "-" : p.addresses.joined(separator: " "), p.mac?.description ?? "-"]
             }
             out += table(header: ["port no", "port", "role", "type", "state", "mtu", "addresses", "guest mac"], rows: rows,

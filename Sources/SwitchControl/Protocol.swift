@@ -53,8 +53,9 @@ public enum ControlCommand: Codable, Sendable, Equatable {
     // Routers (Daemon+Router.swift). Bridges and routers share one namespace of names; add-port and
     // del-port on a router's name add or remove a routed port.
     /// A router on `uplink` with its own address `A/P`, default gateway and MAC (nil: derived from
-    /// the name).
-    case addRouter(name: String, uplink: String, address: String, gateway: String?, mac: MACAddress?)
+    /// the name), and optionally its IPv6 address `A6/P6` and IPv6 default gateway.
+    case addRouter(name: String, uplink: String, address: String, gateway: String?, mac: MACAddress?,
+                   address6: String? = nil, gateway6: String? = nil)
     case delRouter(name: String)
     /// A static route to `prefix` via a next hop, or out of a port (`dev`).
     case routeAdd(router: String, prefix: String, via: String?, dev: String?)
@@ -77,8 +78,15 @@ public struct RouterInfo: Codable, Sendable, Equatable {
     public var address: String?
     public var gateway: String?
     public var ports: [RouterPortInfo]
-    public init(name: String, mode: String, mac: MACAddress, address: String?, gateway: String?, ports: [RouterPortInfo]) {
+    /// IPv6: the uplink address `A6/P6`, the default gateway, and the link-local address every
+    /// port has.
+    public var address6: String?
+    public var gateway6: String?
+    public var linkLocal: String?
+    public init(name: String, mode: String, mac: MACAddress, address: String?, gateway: String?, ports: [RouterPortInfo],
+                address6: String? = nil, gateway6: String? = nil, linkLocal: String? = nil) {
         self.name = name; self.mode = mode; self.mac = mac; self.address = address; self.gateway = gateway; self.ports = ports
+        self.address6 = address6; self.gateway6 = gateway6; self.linkLocal = linkLocal
     }
 }
 
@@ -93,10 +101,13 @@ public struct RouterPortInfo: Codable, Sendable, Equatable {
     public var mac: MACAddress?
     public var metric: Int
     public var mtu: Int
+    /// Router advertisements on the port (`ra=on`).
+    public var routerAdvertisements: Bool?
     public init(name: String, number: Int, role: String, type: PortType, state: String, addresses: [String],
-                mac: MACAddress?, metric: Int, mtu: Int) {
+                mac: MACAddress?, metric: Int, mtu: Int, routerAdvertisements: Bool? = nil) {
         self.name = name; self.number = number; self.role = role; self.type = type; self.state = state
         self.addresses = addresses; self.mac = mac; self.metric = metric; self.mtu = mtu
+        self.routerAdvertisements = routerAdvertisements
     }
 }
 
@@ -108,8 +119,10 @@ public struct RouteInfo: Codable, Sendable, Equatable {
     /// connected, host, static or default.
     public var kind: String
     public var metric: Int
-    public init(destination: String, via: String?, dev: String, kind: String, metric: Int) {
-        self.destination = destination; self.via = via; self.dev = dev; self.kind = kind; self.metric = metric
+    /// `ipv6` for an IPv6 route; nil: IPv4.
+    public var family: String?
+    public init(destination: String, via: String?, dev: String, kind: String, metric: Int, family: String? = nil) {
+        self.destination = destination; self.via = via; self.dev = dev; self.kind = kind; self.metric = metric; self.family = family
     }
 }
 
@@ -131,8 +144,10 @@ public struct PortAddressInfo: Codable, Sendable, Equatable {
     public var ips: [String]
     /// nil: on when the port has any address.
     public var antiSpoofing: Bool?
-    public init(macs: [MACAddress] = [], ips: [String] = [], antiSpoofing: Bool? = nil) {
-        self.macs = macs; self.ips = ips; self.antiSpoofing = antiSpoofing
+    /// Router advertisements (`ra=on`), for a port on a router only; nil: not given.
+    public var routerAdvertisements: Bool?
+    public init(macs: [MACAddress] = [], ips: [String] = [], antiSpoofing: Bool? = nil, routerAdvertisements: Bool? = nil) {
+        self.macs = macs; self.ips = ips; self.antiSpoofing = antiSpoofing; self.routerAdvertisements = routerAdvertisements
     }
 }
 
@@ -256,8 +271,12 @@ public struct BridgeStats: Codable, Sendable, Equatable {
     public var fdbEntries: Int
     /// nil for a bridge; `router` for a router, whose `fdbEntries` counts its neighbours.
     public var kind: String?
-    public init(name: String, ports: [PortStats], drops: [String: UInt64], fdbEntries: Int, kind: String? = nil) {
+    /// A router's messages sent besides forwarding (ARP and ND answers, ICMP, fragments), by name.
+    public var routerEvents: [String: UInt64]?
+    public init(name: String, ports: [PortStats], drops: [String: UInt64], fdbEntries: Int, kind: String? = nil,
+                routerEvents: [String: UInt64]? = nil) {
         self.name = name; self.ports = ports; self.drops = drops; self.fdbEntries = fdbEntries; self.kind = kind
+        self.routerEvents = routerEvents
     }
 }
 

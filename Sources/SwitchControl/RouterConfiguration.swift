@@ -1,5 +1,5 @@
-// RouterConfiguration: the saved form of a router (routed mode): its uplink, address, gateway,
-// MAC, its guest ports with their addresses, and its static routes. Part of SwitchConfiguration
+// RouterConfiguration: the saved form of a router (routed mode): its uplink, IPv4 and IPv6
+// addresses and gateways, MAC, its guest ports with their addresses, and its static routes. Part of SwitchConfiguration
 // (`routers`), checked by the same rules as the commands that make a router
 // (ConfigurationRules), and brought into the running switch by the daemon's converge, as bridges.
 
@@ -13,6 +13,9 @@ public struct RouterConfiguration: Equatable, Sendable, Codable {
     /// The router's own address and the uplink's prefix length, `A.B.C.D/N`.
     public var address: String
     public var gateway: String?
+    /// The router's IPv6 address on the uplink `A6/P6` and the IPv6 default gateway; nil: none.
+    public var address6: String?
+    public var gateway6: String?
     /// nil: derived from the name.
     public var mac: MACAddress?
     public var ports: [RoutedPortConfiguration]
@@ -23,12 +26,15 @@ public struct RouterConfiguration: Equatable, Sendable, Codable {
 
     public init(name: String, mode: String = "route", uplink: String, address: String, gateway: String? = nil,
                 mac: MACAddress? = nil, ports: [RoutedPortConfiguration] = [], routes: [RouteConfiguration] = [],
-                filterRules: String? = nil) {
+                filterRules: String? = nil, address6: String? = nil, gateway6: String? = nil) {
         self.name = name; self.mode = mode; self.uplink = uplink; self.address = address; self.gateway = gateway
         self.mac = mac; self.ports = ports; self.routes = routes; self.filterRules = filterRules
+        self.address6 = address6; self.gateway6 = gateway6
     }
 
-    private enum CodingKeys: String, CodingKey, CaseIterable { case name, mode, uplink, address, gateway, mac, ports, routes, filterRules }
+    private enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, mode, uplink, address, gateway, address6, gateway6, mac, ports, routes, filterRules
+    }
 
     public init(from decoder: any Decoder) throws {
         try rejectUnknownKeys(decoder, allowed: CodingKeys.allCases.map(\.rawValue), in: "a router")
@@ -38,6 +44,8 @@ public struct RouterConfiguration: Equatable, Sendable, Codable {
         uplink = try c.decode(String.self, forKey: .uplink)
         address = try c.decode(String.self, forKey: .address)
         gateway = try c.decodeIfPresent(String.self, forKey: .gateway)
+        address6 = try c.decodeIfPresent(String.self, forKey: .address6)
+        gateway6 = try c.decodeIfPresent(String.self, forKey: .gateway6)
         mac = try c.decodeIfPresent(MACAddress.self, forKey: .mac)
         ports = try c.decodeIfPresent([RoutedPortConfiguration].self, forKey: .ports) ?? []
         routes = try c.decodeIfPresent([RouteConfiguration].self, forKey: .routes) ?? []
@@ -45,19 +53,28 @@ public struct RouterConfiguration: Equatable, Sendable, Codable {
     }
 }
 
-/// A routed guest port: its interface, type, the guest's addresses and MAC.
+/// A routed guest port: its interface, type, the guest's addresses and MAC, router advertisements.
 public struct RoutedPortConfiguration: Equatable, Sendable, Codable {
     public var name: String
     public var type: PortType
     public var ips: [String]
     public var mac: MACAddress?
     public var antiSpoofing: Bool?
+    /// `ra=on`; nil: off.
+    public var routerAdvertisements: Bool?
 
-    public init(name: String, type: PortType = .system, ips: [String], mac: MACAddress? = nil, antiSpoofing: Bool? = nil) {
+    public init(name: String, type: PortType = .system, ips: [String], mac: MACAddress? = nil, antiSpoofing: Bool? = nil,
+                routerAdvertisements: Bool? = nil) {
         self.name = name; self.type = type; self.ips = ips; self.mac = mac; self.antiSpoofing = antiSpoofing
+        self.routerAdvertisements = routerAdvertisements
     }
 
-    private enum CodingKeys: String, CodingKey, CaseIterable { case name, type, ips, mac, antiSpoofing }
+    /// The addresses as add-port carries them.
+    public var addressInfo: PortAddressInfo {
+        PortAddressInfo(macs: mac.map { [$0] } ?? [], ips: ips, antiSpoofing: antiSpoofing, routerAdvertisements: routerAdvertisements)
+    }
+
+    private enum CodingKeys: String, CodingKey, CaseIterable { case name, type, ips, mac, antiSpoofing, routerAdvertisements }
 
     public init(from decoder: any Decoder) throws {
         try rejectUnknownKeys(decoder, allowed: CodingKeys.allCases.map(\.rawValue), in: "a routed port")
@@ -67,6 +84,7 @@ public struct RoutedPortConfiguration: Equatable, Sendable, Codable {
         ips = try c.decodeIfPresent([String].self, forKey: .ips) ?? []
         mac = try c.decodeIfPresent(MACAddress.self, forKey: .mac)
         antiSpoofing = try c.decodeIfPresent(Bool.self, forKey: .antiSpoofing)
+        routerAdvertisements = try c.decodeIfPresent(Bool.self, forKey: .routerAdvertisements)
     }
 }
 
@@ -97,7 +115,8 @@ extension SwitchConfiguration {
         for (ri, r) in routers.enumerated() {
             let at = "routers[\(ri)] '\(r.name)'"
             guard r.mode == "route" else { throw ConfigurationError("\(at): unknown mode '\(r.mode)' (expected route)") }
-            let command = ControlCommand.addRouter(name: r.name, uplink: r.uplink, address: r.address, gateway: r.gateway, mac: r.mac)
+            let command = ControlCommand.addRouter(name: r.name, uplink: r.uplink, address: r.address, gateway: r.gateway, mac: r.mac,
+                                                   address6: r.address6, gateway6: r.gateway6)
             do throws(ConfigurationError) { try command.validate() } catch { throw ConfigurationError("\(at): \(error.message)") }
             guard names.insert(r.name).inserted else { throw ConfigurationError("\(at): a bridge or router named '\(r.name)' is listed already") }
             var mine = Set<String>()
@@ -113,11 +132,10 @@ extension SwitchConfiguration {
                 let pat = "\(at): ports[\(pi)] '\(p.name)'"
                 try claim(p.name, pat)
                 let port = ControlCommand.addPortWithAddresses(bridge: r.name, port: p.name, type: p.type, vlan: .defaultAccess,
-                                                                addresses: PortAddressInfo(macs: p.mac.map { [$0] } ?? [], ips: p.ips,
-                                                                                           antiSpoofing: p.antiSpoofing))
+                                                                addresses: p.addressInfo)
                 do throws(ConfigurationError) { try port.validate() } catch { throw ConfigurationError("\(pat): \(error.message)") }
-                guard PortAddresses.parseIPs(p.ips).v4.count > 0 else {
-                    throw ConfigurationError("\(pat): a routed port needs the guest's IPv4 addresses in ips")
+                guard !p.ips.isEmpty else {
+                    throw ConfigurationError("\(pat): a routed port needs the guest's addresses in ips")
                 }
             }
             if let text = r.filterRules, let problem = ConfigurationRules.problem(withFilterRules: text) {

@@ -1,7 +1,11 @@
-// NeighbourTable: the router's ARP cache, with Linux's states and timings (net/core/neighbour.c).
+// NeighbourTable: the router's neighbour cache for ARP and IPv6 neighbour discovery, with Linux's
+// states and timings (net/core/neighbour.c). One table holds both families: an IPv4 address is
+// kept as its IPv4-mapped IPv6 form (::ffff:A.B.C.D, RFC 4291 2.5.5.2), so one state machine and
+// one bound serve both, as Linux's arp_tbl and nd_tbl share neighbour.c.
 //
 // States, as `ip neigh` shows them:
-//   INCOMPLETE  an ARP request was sent (broadcast), no answer yet; frames for the neighbour wait
+//   INCOMPLETE  an ARP request (or a neighbour solicitation to the solicited-node group) was
+//               sent, no answer yet; frames for the neighbour wait
 //               in its queue. Requests are repeated every `retransmitMilliseconds` (1 s) up to
 //               `probes` (3) in all; then FAILED, and every queued frame gets an ICMP host
 //               unreachable.
@@ -51,6 +55,34 @@ public enum NeighbourState: UInt8, Sendable, Codable, CaseIterable {
     }
 }
 
+/// A neighbour's address: IPv6, or IPv4 in its IPv4-mapped form.
+public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var high: UInt64, low: UInt64
+    @inlinable public init(high: UInt64, low: UInt64) { self.high = high; self.low = low }
+    @inlinable public init(ipv4 a: UInt32) { high = 0; low = 0xFFFF_0000_0000 | UInt64(a) }
+    /// The IPv4 address when this is an IPv4-mapped one.
+    @inlinable public var ipv4: UInt32? { high == 0 && low >> 32 == 0xFFFF ? UInt32(truncatingIfNeeded: low) : nil }
+    @inlinable public var isIPv4: Bool { high == 0 && low >> 32 == 0xFFFF }
+
+    /// `A.B.C.D` or an IPv6 address.
+    public init?(_ text: String) {
+        if let a = IPv4Prefix.parseAddress(text) { self.init(ipv4: a); return }
+        guard !text.contains("/"), let (h, l) = IPv6Prefix.parseAddress(text) else { return nil }
+        self.init(high: h, low: l)
+    }
+
+    public var description: String {
+        if let a = ipv4 { return IPv4Prefix.format(a) }
+        return IPv6Prefix(high: high, low: low).description
+    }
+
+    public static func < (a: IPAddress, b: IPAddress) -> Bool {
+        // IPv4 first, then IPv6, each in address order (as `ip neigh` lists families apart).
+        if a.isIPv4 != b.isIPv4 { return a.isIPv4 }
+        return (a.high, a.low) < (b.high, b.low)
+    }
+}
+
 public struct NeighbourTimings: Equatable, Sendable {
     public var baseReachableMilliseconds: UInt32 = 30_000
     public var retransmitMilliseconds: UInt32 = 1_000
@@ -63,7 +95,7 @@ public struct NeighbourTimings: Equatable, Sendable {
 
 /// One entry as listings show it.
 public struct NeighbourEntry: Equatable, Sendable {
-    public var address: UInt32
+    public var address: IPAddress
     public var port: Int
     public var mac: MACAddress?
     public var state: NeighbourState
@@ -73,11 +105,12 @@ public struct NeighbourEntry: Equatable, Sendable {
 
 /// What `tick` asks the engine to do.
 public enum NeighbourAction: Equatable, Sendable {
-    /// Send an ARP request for `address` on `port`: broadcast (nil) or unicast to `mac`.
-    case request(address: UInt32, port: Int, unicast: MACAddress?)
+    /// Send an ARP request (a neighbour solicitation for IPv6) for `address` on `port`: broadcast
+    /// (multicast to the solicited-node group for IPv6) when nil, or unicast to `mac`.
+    case request(address: IPAddress, port: Int, unicast: MACAddress?)
     /// Resolution failed: the frames queued in these pool slots get ICMP host unreachable and are
     /// released.
-    case failed(address: UInt32, port: Int, slots: [Int32])
+    case failed(address: IPAddress, port: Int, slots: [Int32])
 }
 
 public final class NeighbourTable {
@@ -91,7 +124,8 @@ public final class NeighbourTable {
     let indexMask: Int
     let secret: UInt64
     // Entries.
-    let address: FixedArray<UInt32>
+    let addressHigh: FixedArray<UInt64>
+    let addressLow: FixedArray<UInt64>
     let port: FixedArray<UInt16>
     let mac: FixedArray<UInt64>
     let state: FixedArray<NeighbourState>
@@ -124,7 +158,8 @@ public final class NeighbourTable {
         indexMask = size - 1
         index = FixedArray(repeating: 0, count: size)
         secret = UInt64.random(in: 0...UInt64.max)
-        address = FixedArray(repeating: 0, count: capacity)
+        addressHigh = FixedArray(repeating: 0, count: capacity)
+        addressLow = FixedArray(repeating: 0, count: capacity)
         port = FixedArray(repeating: 0, count: capacity)
         mac = FixedArray(repeating: 0, count: capacity)
         state = FixedArray(repeating: .failed, count: capacity)
@@ -144,30 +179,36 @@ public final class NeighbourTable {
     }
 
     @inline(__always)
-    func home(_ a: UInt32, _ p: Int) -> Int {
+    func home(_ a: IPAddress, _ p: Int) -> Int {
         var h = Hasher()
         h.combine(secret)
-        h.combine(UInt64(p) << 32 | UInt64(a))
+        h.combine(a.high)
+        h.combine(a.low)
+        h.combine(UInt16(truncatingIfNeeded: p))
         return h.finalize() & indexMask
     }
 
+    @inline(__always)
+    func address(_ i: Int) -> IPAddress { IPAddress(high: addressHigh[i], low: addressLow[i]) }
+
     /// The entry of (address, port), or -1.
     @inline(__always)
-    func find(_ a: UInt32, _ p: Int) -> Int {
+    func find(_ a: IPAddress, _ p: Int) -> Int {
         var s = home(a, p)
         while true {
             let e = Int(index[s])
             if e == 0 { return -1 }
-            if address[e - 1] == a && Int(port[e - 1]) == p { return e - 1 }
+            if addressLow[e - 1] == a.low && addressHigh[e - 1] == a.high && Int(port[e - 1]) == p { return e - 1 }
             s = (s &+ 1) & indexMask
         }
     }
 
     /// A new entry, or -1 when the table is full.
-    func insert(_ a: UInt32, _ p: Int, _ s: NeighbourState, now: UInt32) -> Int {
+    func insert(_ a: IPAddress, _ p: Int, _ s: NeighbourState, now: UInt32) -> Int {
         guard let e = freeEntries.popLast() else { return -1 }
         let i = Int(e)
-        address[i] = a; port[i] = UInt16(truncatingIfNeeded: p); mac[i] = 0; state[i] = s
+        addressHigh[i] = a.high; addressLow[i] = a.low
+        port[i] = UInt16(truncatingIfNeeded: p); mac[i] = 0; state[i] = s
         inUse[i] = true; probesSent[i] = 0; deadline[i] = now; queueCount[i] = 0
         var slot = home(a, p)
         while index[slot] != 0 { slot = (slot &+ 1) & indexMask }
@@ -178,13 +219,13 @@ public final class NeighbourTable {
 
     /// Removes entry `i` (its queue must be empty), with backward-shift deletion in the index.
     func remove(_ i: Int) {
-        var s = home(address[i], Int(port[i]))
+        var s = home(address(i), Int(port[i]))
         while Int(index[s]) != i + 1 { s = (s &+ 1) & indexMask }
         var hole = s
         var j = (s &+ 1) & indexMask
         while index[j] != 0 {
             let e = Int(index[j]) - 1
-            let h = home(address[e], Int(port[e]))
+            let h = home(address(e), Int(port[e]))
             // Move j into the hole when its home is not in (hole, j] (cyclically).
             let inRange = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j)
             if !inRange {
@@ -220,7 +261,10 @@ public final class NeighbourTable {
 
     /// The MAC to send to `a` on port `p`, starting resolution when there is none.
     @inline(__always)
-    public func resolve(_ a: UInt32, port p: Int, now: UInt32) -> Resolution {
+    public func resolve(_ a: UInt32, port p: Int, now: UInt32) -> Resolution { resolve(IPAddress(ipv4: a), port: p, now: now) }
+
+    @inline(__always)
+    public func resolve(_ a: IPAddress, port p: Int, now: UInt32) -> Resolution {
         let i = find(a, p)
         if i >= 0 {
             switch state[i] {
@@ -270,8 +314,16 @@ public final class NeighbourTable {
     /// REACHABLE; a request updates an existing entry (STALE when its MAC changed) or creates a
     /// STALE one when `create` (the request was for the router). Returns the pool slots of frames
     /// that were waiting for this address: the engine sends them now.
+    /// `override` false (an IPv6 advertisement without the O flag) keeps a usable entry's MAC: a
+    /// different one only makes it STALE (RFC 4861 7.2.5).
     @discardableResult
     public func confirm(_ a: UInt32, port p: Int, mac hw: MACAddress, solicited: Bool, create: Bool, now: UInt32) -> [Int32] {
+        confirm(IPAddress(ipv4: a), port: p, mac: hw, solicited: solicited, create: create, now: now)
+    }
+
+    @discardableResult
+    public func confirm(_ a: IPAddress, port p: Int, mac hw: MACAddress, solicited: Bool, create: Bool,
+                        override: Bool = true, now: UInt32) -> [Int32] {
         var i = find(a, p)
         if i < 0 {
             guard solicited || create else { return [] }
@@ -280,6 +332,10 @@ public final class NeighbourTable {
         }
         if state[i] == .permanent { return [] }
         let changed = mac[i] != hw.rawValue
+        if changed && !override && state[i].isUsable {
+            if solicited { state[i] = .stale; deadline[i] = now &+ timings.staleMilliseconds }
+            return []
+        }
         mac[i] = hw.rawValue
         if solicited {
             state[i] = .reachable
@@ -305,6 +361,11 @@ public final class NeighbourTable {
     /// A permanent entry (`neigh-add`, a guest's `mac=`); false when the table is full.
     @discardableResult
     public func setPermanent(_ a: UInt32, port p: Int, mac hw: MACAddress, now: UInt32) -> (ok: Bool, released: [Int32]) {
+        setPermanent(IPAddress(ipv4: a), port: p, mac: hw, now: now)
+    }
+
+    @discardableResult
+    public func setPermanent(_ a: IPAddress, port p: Int, mac hw: MACAddress, now: UInt32) -> (ok: Bool, released: [Int32]) {
         var i = find(a, p)
         if i < 0 { i = insert(a, p, .permanent, now: now) }
         if i < 0 { return (false, []) }
@@ -315,7 +376,10 @@ public final class NeighbourTable {
 
     /// Forgets (address, port); returns the pool slots of frames that were queued for it.
     @discardableResult
-    public func remove(_ a: UInt32, port p: Int) -> [Int32]? {
+    public func remove(_ a: UInt32, port p: Int) -> [Int32]? { remove(IPAddress(ipv4: a), port: p) }
+
+    @discardableResult
+    public func remove(_ a: IPAddress, port p: Int) -> [Int32]? {
         let i = find(a, p)
         if i < 0 { return nil }
         let slots = takeQueue(i)
@@ -338,7 +402,7 @@ public final class NeighbourTable {
 
     public func entries() -> [NeighbourEntry] {
         (0..<capacity).filter { inUse[$0] }.map { i in
-            NeighbourEntry(address: address[i], port: Int(port[i]),
+            NeighbourEntry(address: address(i), port: Int(port[i]),
                            mac: state[i].isUsable || mac[i] != 0 ? MACAddress(rawValue: mac[i]) : nil,
                            state: state[i], queued: Int(queueCount[i]))
         }
@@ -358,13 +422,13 @@ public final class NeighbourTable {
                 if probesSent[i] < timings.probes {
                     probesSent[i] += 1
                     deadline[i] = now &+ timings.retransmitMilliseconds
-                    actions.append(.request(address: address[i], port: Int(port[i]),
+                    actions.append(.request(address: address(i), port: Int(port[i]),
                                             unicast: state[i] == .probe ? MACAddress(rawValue: mac[i]) : nil))
                 } else {
                     state[i] = .failed
                     deadline[i] = now &+ timings.staleMilliseconds
                     let slots = takeQueue(i)
-                    if !slots.isEmpty { actions.append(.failed(address: address[i], port: Int(port[i]), slots: slots)) }
+                    if !slots.isEmpty { actions.append(.failed(address: address(i), port: Int(port[i]), slots: slots)) }
                 }
             case .reachable:
                 state[i] = .stale
@@ -373,7 +437,7 @@ public final class NeighbourTable {
                 state[i] = .probe
                 probesSent[i] = 1
                 deadline[i] = now &+ timings.retransmitMilliseconds
-                actions.append(.request(address: address[i], port: Int(port[i]), unicast: MACAddress(rawValue: mac[i])))
+                actions.append(.request(address: address(i), port: Int(port[i]), unicast: MACAddress(rawValue: mac[i])))
             case .stale, .failed:
                 remove(i)
             case .permanent:

@@ -10,7 +10,7 @@ public enum RouterDropReason: Int, CaseIterable, Sendable {
     case otherHost
     /// Carries an 802.1Q tag: routed ports are untagged.
     case tagged
-    /// Neither ARP nor IPv4 (IPv6 is routed by a later stage; until then it is counted here).
+    /// Neither ARP, IPv4 nor IPv6, or multicast that is not IPv6's.
     case unsupportedProtocol
     /// ARP that is not Ethernet/IPv4, or not a request or reply.
     case badARP
@@ -56,6 +56,23 @@ public enum RouterDropReason: Int, CaseIterable, Sendable {
     case txOversize
     /// The egress port could not send.
     case txError
+    /// IPv6 header invalid: version, payload length.
+    case badIPv6Header
+    /// The hop limit ran out here: time exceeded sent.
+    case hopLimitExceeded
+    /// IPv6 longer than the egress MTU: packet too big sent (routers never fragment IPv6).
+    case packetTooBig
+    /// IPv6 multicast other than neighbour discovery (MLD, mDNS, ...): the router routes no multicast.
+    case ipv6Multicast
+    /// Neighbour discovery that fails RFC 4861's checks (hop limit, code, checksum, options).
+    case badND
+    /// Neighbour discovery that needs no answer (an advertisement taken into the cache, a
+    /// solicitation for an address the router neither owns nor proxies, a redirect).
+    case ndIgnored
+    /// A router advertisement: never accepted, from the uplink or a guest.
+    case routerAdvertisement
+    /// A guest's DHCP or DHCPv6 server reply (anti-spoofing): guests are never servers.
+    case rogueDHCPServer
 
     public var name: String {
         switch self {
@@ -86,6 +103,14 @@ public enum RouterDropReason: Int, CaseIterable, Sendable {
         case .txQueueFull: return "tx-queue-full"
         case .txOversize: return "tx-oversize"
         case .txError: return "tx-error"
+        case .badIPv6Header: return "bad-ipv6-header"
+        case .hopLimitExceeded: return "hop-limit-exceeded"
+        case .packetTooBig: return "packet-too-big"
+        case .ipv6Multicast: return "ipv6-multicast"
+        case .badND: return "bad-nd"
+        case .ndIgnored: return "nd-ignored"
+        case .routerAdvertisement: return "router-advertisement"
+        case .rogueDHCPServer: return "rogue-dhcp-server"
         }
     }
 }
@@ -101,5 +126,16 @@ public struct RouterEventCounters: Equatable, Sendable {
     /// Frames sent as fragments, and the fragments made.
     public var fragmented: UInt64 = 0
     public var fragmentsMade: UInt64 = 0
+    public var neighbourSolicitationsSent: UInt64 = 0
+    public var neighbourAdvertisementsSent: UInt64 = 0
+    public var routerAdvertisementsSent: UInt64 = 0
     public init() {}
+
+    /// Every counter by the name `stats` shows.
+    public var byName: [String: UInt64] {
+        ["arp-replies": arpRepliesSent, "arp-requests": arpRequestsSent, "icmp-errors": icmpErrorsSent,
+         "icmp-rate-limited": icmpRateLimited, "echo-replies": echoRepliesSent, "fragmented": fragmented,
+         "fragments": fragmentsMade, "neighbour-solicitations": neighbourSolicitationsSent,
+         "neighbour-advertisements": neighbourAdvertisementsSent, "router-advertisements": routerAdvertisementsSent]
+    }
 }

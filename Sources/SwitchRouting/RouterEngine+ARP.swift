@@ -18,7 +18,7 @@ import SwitchCore
 
 extension RouterEngine {
     func handleARP(_ i: Int, from p: Int) {
-        cachedHop = .max
+        forgetCachedHops()
         let f = UnsafeRawPointer(batch.frames[i])
         let hrd = HeaderBytes.be16(f, 14), pro = HeaderBytes.be16(f, 16)
         let hln = HeaderBytes.byte(f, 18), pln = HeaderBytes.byte(f, 19), op = HeaderBytes.be16(f, 20)
@@ -104,10 +104,27 @@ extension RouterEngine {
     /// Queued frames whose next hop just resolved: their Ethernet header is written now and they
     /// go out with this batch.
     func releaseQueued(_ slots: [Int32]) {
-        cachedHop = .max
+        forgetCachedHops()
         for s in slots {
             let (f, len, vnet) = neighbours.slotFrame(s)
             let k = released.count
+            if HeaderBytes.be16(f, 12) == 0x86DD {
+                // IPv6: its MTU was checked before it was queued (a router never fragments IPv6).
+                let dst = RouterEngine.loadIPv6(f, 38)
+                let r = routes6.lookup(high: dst.high, low: dst.low)
+                guard k < released.capacity, r >= 0 else { neighbours.release([s]); drop(.noRoute); continue }
+                let q = routes6.port(r)
+                guard case .mac(let m) = nextHopMAC6(routes6.gateway(r) ?? dst, port: q) else {
+                    neighbours.release([s]); drop(.neighbourUnreachable); continue
+                }
+                m.store(to: f)
+                mac.store(to: f + 6)
+                released.append(f, length: len, vnet: vnet)
+                releasedPort[k] = Int32(q)
+                markTouched(q)
+                releasedSlot[k] = s
+                continue
+            }
             let dst = HeaderBytes.be32(f, 30)
             let r = routes.lookup(dst)
             guard k < released.capacity, r >= 0 else { neighbours.release([s]); drop(.noRoute); continue }

@@ -37,7 +37,9 @@ extension RouterEngine {
         portNames[i] = nil
         portConfigurations[i] = nil
         guestMAC[i] = 0
+        noIPv6[i] = false
         staticRoutes.removeAll { $0.port == i }
+        staticRoutes6.removeAll { $0.port == i }
         while portCount > 0 && !inUse[portCount - 1] { portCount -= 1 }
         setAntiSpoof(i, nil)
         rebuildRoutes()
@@ -77,8 +79,12 @@ extension RouterEngine {
     func applyPortConfiguration(_ i: Int) {
         guestMAC[i] = i == 0 ? 0 : portConfigurations[i]?.guestMAC?.rawValue ?? 0
         guard i != 0, let c = portConfigurations[i] else { rebuildRoutes(); return }
-        let a = PortAddresses(macs: c.guestMAC.map { [$0] } ?? [], ipv4: c.addresses, ipv6: [], antiSpoofing: c.antiSpoofing)
+        let a = PortAddresses(macs: c.guestMAC.map { [$0] } ?? [], ipv4: c.addresses, ipv6: c.addresses6, antiSpoofing: c.antiSpoofing)
         setAntiSpoof(i, a.isEmpty && a.antiSpoofing == nil ? nil : a)
+        noIPv6[i] = c.addresses6.isEmpty && (antiSpoofTable?.isEnforced(i) ?? false)
+        anyRouterAdvertisements = portConfigurations.contains { $0?.routerAdvertisements == true }
+        advertisementsSent[i] = 0
+        advertisementDeadline[i] = clock
         rebuildRoutes()
     }
 
@@ -96,7 +102,34 @@ extension RouterEngine {
         rebuildRoutes()
     }
 
-    public func setMAC(_ m: MACAddress) { mac = m }
+    public func setMAC(_ m: MACAddress) { mac = m; linkLocal = RouterEngine.linkLocalAddress(m) }
+
+    /// The router's IPv6 address on the uplink with its prefix length (nil: none), and the next
+    /// hop of the IPv6 default route (a link-local one is on the uplink).
+    public func setAddress6(_ a: IPAddress?, prefixLength: Int = 64, gateway g: IPAddress?) {
+        address6 = a ?? IPAddress(high: 0, low: 0)
+        hasAddress6 = a != nil
+        prefixLength6 = prefixLength
+        gateway6 = g
+        rebuildRoutes()
+    }
+
+    /// Adds (or replaces, for the same prefix) a static IPv6 route.
+    public func addRoute6(_ r: IPv6Route) {
+        staticRoutes6.removeAll { $0.prefix == r.prefix }
+        var route = r
+        route.kind = .static
+        staticRoutes6.append(route)
+        rebuildRoutes()
+    }
+
+    @discardableResult
+    public func removeRoute6(_ prefix: IPv6Prefix) -> Bool {
+        let before = staticRoutes6.count
+        staticRoutes6.removeAll { $0.prefix == prefix }
+        rebuildRoutes()
+        return staticRoutes6.count != before
+    }
 
     /// Adds (or replaces, for the same prefix) a static route.
     public func addRoute(_ r: IPv4Route) {
@@ -134,21 +167,55 @@ extension RouterEngine {
         return all
     }
 
-    /// Compiles the route table again (after any change to ports, addresses or routes).
-    public func rebuildRoutes() { routes = IPv4RouteTable(currentRoutes()) }
+    /// Every IPv6 route as `ip -6 route` lists them: connected, host, static, default.
+    func currentRoutes6() -> [IPv6Route] {
+        var all: [IPv6Route] = []
+        if hasAddress6, inUse[0] {
+            all.append(IPv6Route(prefix: IPv6Prefix(high: address6.high, low: address6.low, length: prefixLength6), port: 0, kind: .connected))
+        }
+        for i in 1..<max(portCount, 1) where inUse[i] && up[i] {
+            for p in portConfigurations[i]?.addresses6 ?? [] {
+                all.append(IPv6Route(prefix: p, port: i, metric: portConfigurations[i]?.metric ?? 2, kind: .host))
+            }
+        }
+        all += staticRoutes6.filter { inUse[$0.port] }
+        if let g = gateway6, inUse[0] {
+            all.append(IPv6Route(prefix: IPv6Prefix(high: 0, low: 0, length: 0), port: 0, gateway: g, kind: .default))
+        }
+        return all
+    }
 
-    /// Announces a guest port's addresses on the uplink with gratuitous ARP (its port came up).
+    /// Compiles the route tables again (after any change to ports, addresses or routes).
+    public func rebuildRoutes() {
+        routes = IPv4RouteTable(currentRoutes())
+        routes6 = IPv6RouteTable(currentRoutes6())
+    }
+
+    /// Announces a guest port's addresses on the uplink (its port came up): gratuitous ARP, and an
+    /// unsolicited neighbour advertisement for each IPv6 address; and a router advertisement to
+    /// the guest when the port has `ra=on`.
     public func announce(port i: Int) {
         guard i != 0, inUse[0], let c = portConfigurations[i] else { return }
         made.count = 0
         for p in c.addresses where p.mask == 0xFFFF_FFFF { sendGratuitousARP(for: p.address) }
+        for p in c.addresses6 where p.length == 128 { sendUnsolicitedAdvertisement(for: IPAddress(high: p.high, low: p.low)) }
+        if c.routerAdvertisements && up[i] {
+            sendRouterAdvertisement(on: i)
+            advertisementsSent[i] = 1
+            advertisementDeadline[i] = clock &+ 16_000
+        }
         transmit(count: 0)
     }
 
     /// A permanent neighbour (`neigh-add`).
     @discardableResult
     public func addNeighbour(_ a: UInt32, mac m: MACAddress, port p: Int) -> Bool {
-        cachedHop = .max
+        addNeighbour(IPAddress(ipv4: a), mac: m, port: p)
+    }
+
+    @discardableResult
+    public func addNeighbour(_ a: IPAddress, mac m: MACAddress, port p: Int) -> Bool {
+        forgetCachedHops()
         let (ok, released) = neighbours.setPermanent(a, port: p, mac: m, now: clock)
         made.count = 0
         releaseQueued(released)

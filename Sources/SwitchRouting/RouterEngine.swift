@@ -1,21 +1,25 @@
-// RouterEngine: an IPv4 router over batches of frames, Xen's routed mode (vif-route) in the switch.
+// RouterEngine: an IPv4 and IPv6 router over batches of frames, Xen's routed mode (vif-route) in
+// the switch.
 //
 // Ports: port 0 is the uplink (the NIC in production), every other port is a guest's point-to-point
 // link (a vif, an emulated `-emu` tap, or dom0's own TAP port), carrying that guest's addresses.
-// On every port the router has one MAC (`mac`) and one IPv4 address (`address`, held on the
-// uplink; vif-route likewise gives each vif dom0's address as a /32).
+// On every port the router has one MAC (`mac`), one IPv4 address (`address`, held on the
+// uplink; vif-route likewise gives each vif dom0's address as a /32), its IPv6 link-local address
+// (fe80:: with the MAC's EUI-64) and, when set, one IPv6 address on the uplink (`address6`).
 //
 // A batch received on one port goes through these stages, each a loop over the batch:
 //   1. classify     - the Ethernet header: frames for the router's MAC or broadcast, untagged,
-//                     a valid source; ARP and IPv4 go on (FrameInfo in the batch, as the bridge
-//                     records it), everything else is counted and dropped.
+//                     a valid source; ARP, IPv4 and IPv6 go on (FrameInfo in the batch, as the
+//                     bridge records it; for IPv6 also the 33:33 multicast MACs neighbour
+//                     discovery uses), everything else is counted and dropped.
 //   2. anti-spoofing- on guest ports whose addresses are enforced: the same AntiSpoofTable as a
 //                     bridge's ports (source MAC, IPv4 source, ARP sender).
 //   3. ARP          - answered here (RouterEngine+ARP.swift): on a guest port for any address but
 //                     the guest's own, on the uplink for the router's address and, by proxy ARP,
 //                     for every address routed out a guest port; replies and requests feed the
 //                     neighbour cache.
-//   4. IPv4         - header checks, reverse path on the uplink, the router's own address (ping),
+//   4. IPv4 / IPv6  - (IPv6 in RouterEngine+IPv6.swift, its neighbour discovery in
+//                     RouterEngine+ND.swift, in the same order as IPv4) header checks, reverse path on the uplink, the router's own address (ping),
 //                     TTL, longest-prefix route, egress MTU (fragmentation needed, or fragments),
 //                     TTL and header checksum rewritten in place (RFC 1624), the next hop's MAC
 //                     from the neighbour cache; frames for an unresolved next hop wait in its
@@ -71,8 +75,14 @@ public struct RouterPortConfiguration: Equatable, Sendable {
     public var metric: Int
     /// Anti-spoofing (nil: on when the port has an address).
     public var antiSpoofing: Bool?
-    public init(addresses: [IPv4Prefix] = [], guestMAC: MACAddress? = nil, metric: Int = 2, antiSpoofing: Bool? = nil) {
+    /// The guest's IPv6 addresses or prefixes: routes to the port, and what anti-spoofing allows.
+    public var addresses6: [IPv6Prefix]
+    /// Router advertisements on this port (`ra=on`).
+    public var routerAdvertisements: Bool
+    public init(addresses: [IPv4Prefix] = [], guestMAC: MACAddress? = nil, metric: Int = 2, antiSpoofing: Bool? = nil,
+                addresses6: [IPv6Prefix] = [], routerAdvertisements: Bool = false) {
         self.addresses = addresses; self.guestMAC = guestMAC; self.metric = metric; self.antiSpoofing = antiSpoofing
+        self.addresses6 = addresses6; self.routerAdvertisements = routerAdvertisements
     }
 }
 
@@ -89,6 +99,15 @@ public final class RouterEngine<Port: FramePort> {
     public internal(set) var gateway: UInt32?
     public internal(set) var staticRoutes: [IPv4Route] = []
     public internal(set) var routes: IPv4RouteTable
+    /// IPv6: the link-local address (from the MAC), the uplink address and its prefix length
+    /// (`hasAddress6` false: none), the default route's next hop, static routes and the table.
+    public internal(set) var linkLocal: IPAddress
+    public internal(set) var address6 = IPAddress(high: 0, low: 0)
+    public internal(set) var hasAddress6 = false
+    public internal(set) var prefixLength6 = 64
+    public internal(set) var gateway6: IPAddress?
+    public internal(set) var staticRoutes6: [IPv6Route] = []
+    public internal(set) var routes6: IPv6RouteTable
     public let neighbours: NeighbourTable
     let rateLimit: ICMPRateLimit
 
@@ -102,6 +121,14 @@ public final class RouterEngine<Port: FramePort> {
     let mtu: FixedArray<Int32>
     /// The guest's MAC per port (`MACAddress.rawValue`, 0: not known), for the per-frame path.
     let guestMAC: FixedArray<UInt64>
+    /// Guest ports that enforce anti-spoofing and have no IPv6 address: only link-local IPv6 with
+    /// the router (neighbour discovery, ping) is taken from them.
+    let noIPv6: FixedArray<Bool>
+    /// Unsolicited router advertisements: when the next is due per port, and how many went.
+    let advertisementDeadline: FixedArray<UInt32>
+    let advertisementsSent: FixedArray<UInt8>
+    var anyRouterAdvertisements = false
+    var neighbourRandom = UInt64.random(in: 1...UInt64.max)
     var portCount = 0
     public internal(set) var antiSpoofTable: AntiSpoofTable?
     // The ebtables-style rule set (its FORWARD chain judges routed frames) and its compiled form;
@@ -144,6 +171,10 @@ public final class RouterEngine<Port: FramePort> {
     /// Forgotten at every batch and whenever ARP or the timers may have changed the table.
     var cachedHop: UInt64 = .max
     var cachedMAC = MACAddress.zero
+    /// The same for IPv6 (port -1: none).
+    var cachedPort6 = -1
+    var cachedHop6 = IPAddress(high: 0, low: 0)
+    var cachedMAC6 = MACAddress.zero
     /// IPv4 identification of the packets the router makes.
     var identification: UInt16 = 0
 
@@ -154,6 +185,8 @@ public final class RouterEngine<Port: FramePort> {
         self.maxPorts = maxPorts
         batch = PacketBatch(capacity: settings.batchSize)
         routes = IPv4RouteTable([])
+        routes6 = IPv6RouteTable([])
+        linkLocal = RouterEngine.linkLocalAddress(mac)
         neighbours = NeighbourTable(capacity: settings.neighbourCapacity, queueLength: settings.queuePerNeighbour,
                                     poolFrames: settings.queuedFrames, timings: settings.timings)
         rateLimit = ICMPRateLimit()
@@ -165,6 +198,9 @@ public final class RouterEngine<Port: FramePort> {
         up = FixedArray(repeating: false, count: maxPorts)
         mtu = FixedArray(repeating: 1500, count: maxPorts)
         guestMAC = FixedArray(repeating: 0, count: maxPorts)
+        noIPv6 = FixedArray(repeating: false, count: maxPorts)
+        advertisementDeadline = FixedArray(repeating: 0, count: maxPorts)
+        advertisementsSent = FixedArray(repeating: 0, count: maxPorts)
         counters = FixedArray(repeating: PortCounters(), count: maxPorts)
         retiredEvents = FixedArray(repeating: PortEvents(), count: maxPorts)
         drops = FixedArray(repeating: 0, count: RouterDropReason.allCases.count)
@@ -186,6 +222,17 @@ public final class RouterEngine<Port: FramePort> {
 
     @inline(__always)
     func drop(_ r: RouterDropReason) { drops[r.rawValue] &+= 1 }
+
+    /// fe80:: with the modified EUI-64 of `mac` (RFC 4291 appendix A).
+    public static func linkLocalAddress(_ mac: MACAddress) -> IPAddress {
+        let m = mac.rawValue
+        let eui = (m >> 24 ^ 0x02_0000) << 40 | 0xFF_FE00_0000 | (m & 0xFF_FFFF)
+        return IPAddress(high: 0xFE80_0000_0000_0000, low: eui)
+    }
+
+    /// Forgets the last next hops remembered (ARP, ND or the timers may have changed the table).
+    @inline(__always)
+    func forgetCachedHops() { cachedHop = .max; cachedPort6 = -1 }
 
     // MARK: the dataplane
 
@@ -214,12 +261,16 @@ public final class RouterEngine<Port: FramePort> {
         let n = batch.count
         if n == 0 { return }
         clock = now
-        cachedHop = .max
+        forgetCachedHops()
         classify(from: p, count: n)
         if let table = antiSpoofTable, table.isEnforced(p) { checkSources(from: p, count: n, table) }
         let info = batch.info.base
         for i in 0..<n where info[i].vlan != 0 {
-            if info[i].etherType == 0x0806 { handleARP(i, from: p) } else { forwardIPv4(i, from: p) }
+            switch info[i].etherType {
+            case 0x0800: forwardIPv4(i, from: p)
+            case 0x86DD: handleIPv6(i, from: p)
+            default: handleARP(i, from: p)
+            }
         }
         transmit(count: n)
     }
@@ -236,18 +287,21 @@ public final class RouterEngine<Port: FramePort> {
             info[i] = .dropped
             if len < 14 { drop(.runt); continue }
             let dst = MACAddress(loadingFrom: f)
-            if dst != own && !dst.isBroadcast {
+            let type = HeaderBytes.be16(f, 12)
+            if dst != own && !dst.isBroadcast && !(type == 0x86DD && dst.rawValue >> 32 == 0x3333) {
                 drop(dst.isMulticast ? .unsupportedProtocol : .otherHost); continue
             }
             let src = MACAddress(loadingFrom: f + 6)
             if src.isMulticast || src.isZero { drop(.invalidSourceMAC); continue }
-            let type = HeaderBytes.be16(f, 12)
             if type == 0x8100 || type == 0x88A8 { drop(.tagged); continue }
             if type == 0x0806 {
                 if len < 42 { drop(.runt); continue }
             } else if type == 0x0800 {
                 if dst.isBroadcast { drop(.martian); continue }
                 if len < 34 { drop(.runt); continue }
+            } else if type == 0x86DD {
+                if dst.isBroadcast { drop(.martian); continue }
+                if len < 54 { drop(.runt); continue }
             } else {
                 drop(.unsupportedProtocol); continue
             }
@@ -265,6 +319,8 @@ public final class RouterEngine<Port: FramePort> {
                 switch reason {
                 case .spoofedSourceMAC: drop(.spoofedSourceMAC)
                 case .spoofedARP: drop(.spoofedARP)
+                case .rogueRouterAdvertisement: drop(.routerAdvertisement)
+                case .rogueDHCPServer: drop(.rogueDHCPServer)
                 default: drop(.spoofedSourceIP)
                 }
             }
@@ -371,19 +427,28 @@ public final class RouterEngine<Port: FramePort> {
     /// frames whose next hop failed). Call every 100 ms or so, between batches.
     public func housekeeping(now: UInt32) {
         clock = now
-        cachedHop = .max
-        let actions = neighbours.tick(now: now)
-        if actions.isEmpty { return }
+        forgetCachedHops()
         made.count = 0
+        advertiseRouters(now: now)
+        let actions = neighbours.tick(now: now)
+        if actions.isEmpty && made.count == 0 { return }
         for a in actions {
             switch a {
             case .request(let address, let port, let unicast):
-                sendARPRequest(for: address, on: port, to: unicast)
+                if let v4 = address.ipv4 {
+                    sendARPRequest(for: v4, on: port, to: unicast)
+                } else {
+                    sendNeighbourSolicitation(for: address, on: port, to: unicast)
+                }
             case .failed(_, _, let slots):
                 for s in slots {
                     let (f, len, _) = neighbours.slotFrame(s)
                     drop(.neighbourUnreachable)
-                    sendICMPError(about: f, length: len, type: 3, code: 1, info: 0)
+                    if HeaderBytes.be16(f, 12) == 0x86DD {
+                        sendICMPv6Error(about: f, length: len, type: 1, code: 3, info: 0)
+                    } else {
+                        sendICMPError(about: f, length: len, type: 3, code: 1, info: 0)
+                    }
                 }
                 neighbours.release(slots)
             }

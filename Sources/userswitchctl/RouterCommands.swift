@@ -10,21 +10,25 @@ import SwitchCore
 struct AddRouter: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "add-router",
-        abstract: "Create a router (routed mode: the guests' IPv4 router, Xen's vif-route).",
+        abstract: "Create a router (routed mode: the guests' IPv4 and IPv6 router, Xen's vif-route).",
         discussion: """
         OPTIONS: uplink=IFACE (required: the interface towards the LAN), address=A/P (required: the \
-        router's own address and the uplink's prefix), gateway=G (the default route), mac=M (default: \
-        a stable address derived from the name), mode=route. Guest ports: add-port NAME IFACE ip="A ...".
+        router's own address and the uplink's prefix), gateway=G (the default route), address6=A6/P6 \
+        (its IPv6 address on the uplink), gateway6=G6 (the IPv6 default route; may be link-local), \
+        mac=M (default: a stable address derived from the name), mode=route. Guest ports: add-port \
+        NAME IFACE ip="A [A6 ...]" [mac=M] [ra=on].
         """)
     @OptionGroup var global: GlobalOptions
     @Argument var router: String
-    @Argument(help: ArgumentHelp("uplink=, address=, gateway=, mac=, mode=route", valueName: "options")) var options: [String] = []
+    @Argument(help: ArgumentHelp("uplink=, address=, gateway=, address6=, gateway6=, mac=, mode=route", valueName: "options"))
+    var options: [String] = []
 
     func validate() throws { _ = try request() }
 
     func request() throws -> ControlCommand {
         let o = try usage { () throws(CommandLineError) in
-            try KeyValueWords.parse(options, allowed: ["uplink", "address", "gateway", "mac", "mode"], what: "router option")
+            try KeyValueWords.parse(options, allowed: ["uplink", "address", "gateway", "address6", "gateway6", "mac", "mode"],
+                                    what: "router option")
         }
         if let m = o["mode"], m != "route" {
             throw ValidationError(m == "nat" ? "mode=nat is not available yet: this userswitch routes (mode=route)"
@@ -33,7 +37,8 @@ struct AddRouter: ParsableCommand {
         guard let uplink = o["uplink"] else { throw ValidationError("add-router needs uplink=IFACE") }
         guard let address = o["address"] else { throw ValidationError("add-router needs address=A/P") }
         let mac = try o["mac"].map { m in try usage { () throws(CommandLineError) in try CommandArguments.parseMAC(m) } }
-        let command = ControlCommand.addRouter(name: router, uplink: uplink, address: address, gateway: o["gateway"], mac: mac)
+        let command = ControlCommand.addRouter(name: router, uplink: uplink, address: address, gateway: o["gateway"], mac: mac,
+                                               address6: o["address6"], gateway6: o["gateway6"])
         do throws(ConfigurationError) { try command.validate() } catch { throw ValidationError(error.message) }
         return command
     }
@@ -53,7 +58,7 @@ struct RouteAdd: ParsableCommand {
         commandName: "route-add", abstract: "Add a static route: route-add ROUTER PREFIX via GATEWAY | dev PORT.")
     @OptionGroup var global: GlobalOptions
     @Argument var router: String
-    @Argument(help: ArgumentHelp("A.B.C.D/N", valueName: "prefix")) var prefix: String
+    @Argument(help: ArgumentHelp("A.B.C.D/N or ADDR6/N", valueName: "prefix")) var prefix: String
     @Argument(help: ArgumentHelp("via GATEWAY, or dev PORT", valueName: "via|dev")) var words: [String] = []
 
     func validate() throws { _ = try request() }
@@ -75,7 +80,7 @@ struct RouteDel: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "route-del", abstract: "Remove a static route.")
     @OptionGroup var global: GlobalOptions
     @Argument var router: String
-    @Argument(help: ArgumentHelp("A.B.C.D/N", valueName: "prefix")) var prefix: String
+    @Argument(help: ArgumentHelp("A.B.C.D/N or ADDR6/N", valueName: "prefix")) var prefix: String
     func run() throws { _ = try perform(.routeDel(router: router, prefix: prefix), global) }
 }
 

@@ -65,6 +65,9 @@ extension Daemon {
             return .done
 
         case .addPortWithAddresses(let bridge, let port, let type, let vlan, let info):
+            if info.routerAdvertisements != nil {
+                throw CommandError("ra= is an option of a port on a router, and '\(bridge)' is not a router")
+            }
             let ips = try Daemon.parseAddresses(info.ips)
             _ = try execute(.addPort(bridge: bridge, port: port, type: type, vlan: vlan))
             let addresses = PortAddresses(macs: info.macs, ipv4: ips.0, ipv6: ips.1, antiSpoofing: info.antiSpoofing)

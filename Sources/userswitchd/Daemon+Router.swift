@@ -3,8 +3,8 @@
 // A router runs on a dataplane thread of its own (RouterRunner) like a bridge; its engine is
 // SwitchRouting's RouterEngine. Bridges and routers share one namespace of names, so `add-port`
 // and `del-port` on a router's name add or remove a routed port: `ip=` gives the guest's
-// addresses (host routes and anti-spoofing), `mac=` its MAC (used without asking, enforced as its
-// source). A port named `...-emu` (an HVM guest's emulated tap) or of type tap gets host routes of
+// addresses, IPv4 and IPv6 (host routes and anti-spoofing), `mac=` its MAC (used without asking,
+// enforced as its source), `ra=on` router advertisements to it. A port named `...-emu` (an HVM guest's emulated tap) or of type tap gets host routes of
 // metric 1, a vif metric 2, as vif-route sets them, so the tap wins while both exist. The router's
 // MAC defaults to a locally administered address derived from its name, stable across restarts.
 // Each port's MTU is read from the interface when it attaches and once a second after that.
@@ -40,7 +40,7 @@ extension Daemon {
 
     func executeRouterCommand(_ command: ControlCommand) throws -> ControlResult {
         switch command {
-        case .addRouter(let name, let uplink, let address, let gateway, let mac):
+        case .addRouter(let name, let uplink, let address, let gateway, let mac, let address6, let gateway6):
             guard bridges[name] == nil, routers[name] == nil else { throw CommandError("a bridge or router named '\(name)' already exists") }
             if let b = bridgeHolding(port: uplink) { throw CommandError("interface '\(uplink)' is already a port of bridge '\(b)'") }
             if let r = routerHolding(port: uplink) { throw CommandError("interface '\(uplink)' is already a port of router '\(r)'") }
@@ -57,9 +57,14 @@ extension Daemon {
             }
             r.portTypes[0] = .system
             engine.setAddress(a, mask: mask, gateway: gateway.flatMap { IPv4Prefix.parseAddress($0) })
+            if let address6, let (a6, n6) = ConfigurationRules.routerAddress6(address6) {
+                engine.setAddress6(IPAddress(high: a6.high, low: a6.low), prefixLength: n6, gateway: gateway6.flatMap { IPAddress($0) })
+            } else if let gateway6 {
+                engine.setAddress6(nil, gateway: IPAddress(gateway6))
+            }
             r.start()
             routers[name] = r
-            logger.info("router \(name) added on \(uplink) (\(address))")
+            logger.info("router \(name) added on \(uplink) (\(address)\(address6.map { " " + $0 } ?? ""))")
             return .done
 
         case .delRouter(let name):
@@ -67,6 +72,32 @@ extension Daemon {
             routers[name] = nil
             r.stop()
             logger.info("router \(name) deleted")
+            return .done
+
+        case .routeAdd(let router, let prefix, let via, let dev) where IPv4Prefix(prefix) == nil:
+            let r = try runner(router: router)
+            let p = IPv6Prefix(prefix)!
+            let err: String? = r.sync { runner in
+                let e = runner.engine
+                if let dev {
+                    guard let i = e.portIndex(named: dev) else { return "router '\(router)' has no port '\(dev)'" }
+                    e.addRoute6(IPv6Route(prefix: p, port: i, kind: .static))
+                } else {
+                    let g = IPAddress(via!)!
+                    if g.high >> 54 == 0x3FA {
+                        // A link-local next hop is on the uplink (as `via fe80::1 dev eth0`).
+                        e.addRoute6(IPv6Route(prefix: p, port: 0, gateway: g, kind: .static))
+                        return nil
+                    }
+                    let through = e.routes6.lookup(high: g.high, low: g.low)
+                    guard through >= 0, e.routes6.gateway(through) == nil else {
+                        return "next hop \(via!) is not on a connected network or guest port of '\(router)'"
+                    }
+                    e.addRoute6(IPv6Route(prefix: p, port: e.routes6.port(through), gateway: g, kind: .static))
+                }
+                return nil
+            }
+            if let err { throw CommandError(err) }
             return .done
 
         case .routeAdd(let router, let prefix, let via, let dev):
@@ -92,8 +123,14 @@ extension Daemon {
 
         case .routeDel(let router, let prefix):
             let r = try runner(router: router)
-            let p = IPv4Prefix(prefix)!
-            guard r.sync({ $0.engine.removeRoute(p) }) else { throw CommandError("router '\(router)' has no static route \(prefix)") }
+            let removed: Bool
+            if let p = IPv4Prefix(prefix) {
+                removed = r.sync { $0.engine.removeRoute(p) }
+            } else {
+                let p = IPv6Prefix(prefix)!
+                removed = r.sync { $0.engine.removeRoute6(p) }
+            }
+            guard removed else { throw CommandError("router '\(router)' has no static route \(prefix)") }
             return .done
 
         case .routes(let router):
@@ -104,6 +141,12 @@ extension Daemon {
                     RouteInfo(destination: route.kind == .default ? "default" : route.prefix.description,
                               via: route.gateway == 0 ? nil : IPv4Prefix.format(route.gateway),
                               dev: e.portNames[route.port] ?? "?", kind: route.kind.rawValue, metric: route.metric)
+                } + e.routes6.routes.map { route in
+                    // `ip -6 route` prints a /128 with its length; so do we, and ::/0 as default.
+                    let p = route.prefix
+                    return RouteInfo(destination: route.kind == .default ? "default" : p.length == 128 ? p.description + "/128" : p.description,
+                              via: route.gateway?.description, dev: e.portNames[route.port] ?? "?", kind: route.kind.rawValue,
+                              metric: route.metric, family: "ipv6")
                 }
             })
 
@@ -112,14 +155,14 @@ extension Daemon {
             return .neighbours(r.sync { runner in
                 let e = runner.engine
                 return e.neighbours.entries().sorted { ($0.port, $0.address) < ($1.port, $1.address) }.map { n in
-                    NeighbourInfo(address: IPv4Prefix.format(n.address), mac: n.mac, port: e.portNames[n.port] ?? "?",
+                    NeighbourInfo(address: n.address.description, mac: n.mac, port: e.portNames[n.port] ?? "?",
                                   state: n.state.name, queued: n.queued)
                 }
             })
 
         case .neighbourAdd(let router, let address, let mac, let port):
             let r = try runner(router: router)
-            let a = IPv4Prefix.parseAddress(address)!
+            let a = IPAddress(address)!
             let err: String? = r.sync { runner in
                 guard let i = runner.engine.portIndex(named: port) else { return "router '\(router)' has no port '\(port)'" }
                 return runner.engine.addNeighbour(a, mac: mac, port: i) ? nil : "the neighbour table of '\(router)' is full"
@@ -129,7 +172,7 @@ extension Daemon {
 
         case .neighbourDel(let router, let address):
             let r = try runner(router: router)
-            let a = IPv4Prefix.parseAddress(address)!
+            let a = IPAddress(address)!
             let found: Bool = r.sync { runner in
                 var any = false
                 for i in runner.engine.portIndices {
@@ -162,12 +205,14 @@ extension Daemon {
                         let c = e.portConfigurations[i]
                         return RouterPortInfo(name: e.portNames[i] ?? "?", number: i + 1, role: i == 0 ? "uplink" : "guest",
                                               type: runner.portTypes[i] ?? .system, state: e.isUp(i) ? "up" : "down",
-                                              addresses: (c?.addresses ?? []).map(\.description), mac: c?.guestMAC,
-                                              metric: c?.metric ?? 0, mtu: e.portMTU(i))
+                                              addresses: Daemon.ipWords(c), mac: c?.guestMAC,
+                                              metric: c?.metric ?? 0, mtu: e.portMTU(i),
+                                              routerAdvertisements: c?.routerAdvertisements == true ? true : nil)
                     }
                     let prefix = e.address.map { a in "\(IPv4Prefix.format(a))/\(e.addressMask.nonzeroBitCount)" }
                     return RouterInfo(name: name, mode: "route", mac: e.mac, address: prefix,
-                                      gateway: e.gateway.map(IPv4Prefix.format), ports: ports)
+                                      gateway: e.gateway.map(IPv4Prefix.format), ports: ports, address6: Daemon.address6Text(e),
+                                      gateway6: e.gateway6?.description, linkLocal: e.linkLocal.description)
                 }
             })
 
@@ -182,13 +227,17 @@ extension Daemon {
         if let other = routerHolding(port: port) { throw CommandError("port '\(port)' is already on router '\(other)'") }
         let parsed = PortAddresses.parseIPs(addresses.ips)
         guard parsed.bad == nil else { throw CommandError("invalid IP address '\(parsed.bad!)'") }
-        guard !parsed.v4.isEmpty else {
-            throw CommandError("a routed port needs the guest's IPv4 addresses: ip=\"A [B ...]\"")
+        guard !parsed.v4.isEmpty || !parsed.v6.isEmpty else {
+            throw CommandError("a routed port needs the guest's addresses: ip=\"A [B ...]\"")
+        }
+        if let bad = parsed.v6.first(where: { !ConfigurationRules.isUnicastIPv6(high: $0.high, low: $0.low) || $0.high >> 54 == 0x3FA }) {
+            throw CommandError("invalid guest IPv6 address '\(bad)' on a routed port: give global or unique-local unicast addresses (link-local ones need no listing)")
         }
         let device = try openDevice(port, type: type)
         let metric = type == .tap || port.hasSuffix("-emu") ? 1 : 2
         let config = RouterPortConfiguration(addresses: parsed.v4, guestMAC: addresses.macs.first, metric: metric,
-                                             antiSpoofing: addresses.antiSpoofing)
+                                             antiSpoofing: addresses.antiSpoofing, addresses6: parsed.v6,
+                                             routerAdvertisements: addresses.routerAdvertisements ?? false)
         let mtu = Daemon.interfaceMTU(port)
         let result: Result<Int, RouterError> = r.sync { runner in
             do throws(RouterError) {
@@ -204,6 +253,16 @@ extension Daemon {
             throw CommandError("cannot add port '\(port)' to router '\(router)': \(e)")
         }
         logger.info("port \(port) added to router \(router) (\(addresses.ips.joined(separator: " ")))")
+    }
+
+    /// A routed port's addresses as `ip=` words: IPv4, then IPv6.
+    static func ipWords(_ c: RouterPortConfiguration?) -> [String] {
+        (c?.addresses ?? []).map(\.description) + (c?.addresses6 ?? []).map(\.description)
+    }
+
+    /// The router's IPv6 address as `A6/P6`, nil when it has none.
+    static func address6Text(_ e: RouterEngine<SwitchPort>) -> String? {
+        e.hasAddress6 ? "\(e.address6)/\(e.prefixLength6)" : nil
     }
 
     /// The router that has a port of this name, if any.
@@ -223,18 +282,22 @@ extension Daemon {
                 let ports = e.portIndices.filter { $0 != 0 }.map { i -> RoutedPortConfiguration in
                     let c = e.portConfigurations[i]
                     return RoutedPortConfiguration(name: e.portNames[i] ?? "?", type: runner.portTypes[i] ?? .system,
-                                                   ips: (c?.addresses ?? []).map(\.description), mac: c?.guestMAC,
-                                                   antiSpoofing: c?.antiSpoofing)
+                                                   ips: Daemon.ipWords(c), mac: c?.guestMAC, antiSpoofing: c?.antiSpoofing,
+                                                   routerAdvertisements: c?.routerAdvertisements == true ? true : nil)
                 }
                 let routes = e.staticRoutes.map { r in
                     RouteConfiguration(prefix: r.prefix.description, via: r.gateway == 0 ? nil : IPv4Prefix.format(r.gateway),
                                        dev: r.gateway == 0 ? e.portNames[r.port] : nil)
+                } + e.staticRoutes6.map { r in
+                    RouteConfiguration(prefix: r.prefix.length == 128 ? r.prefix.description + "/128" : r.prefix.description,
+                                       via: r.gateway?.description, dev: r.gateway == nil ? e.portNames[r.port] : nil)
                 }
                 let rules = e.currentFilterRules.saveText(counters: false)
                 return RouterConfiguration(name: name, uplink: e.portNames[0] ?? "", address: address,
                                            gateway: e.gateway.map(IPv4Prefix.format),
                                            mac: e.mac == Daemon.routerMAC(name) ? nil : e.mac, ports: ports, routes: routes,
-                                           filterRules: rules == FilterRuleSet().saveText(counters: false) ? nil : rules)
+                                           filterRules: rules == FilterRuleSet().saveText(counters: false) ? nil : rules,
+                                           address6: Daemon.address6Text(e), gateway6: e.gateway6?.description)
             }
         }
     }
@@ -244,6 +307,7 @@ extension Daemon {
     func convergeRoutersRemoving(to target: SwitchConfiguration) throws {
         for r in routerSnapshot() {
             guard let t = target.router(named: r.name), t.uplink == r.uplink, t.address == r.address, t.gateway == r.gateway,
+                  Daemon.sameAddress6(t.address6, r.address6), Daemon.sameAddress6(t.gateway6, r.gateway6),
                   (t.mac ?? Daemon.routerMAC(t.name)) == (r.mac ?? Daemon.routerMAC(r.name)) else {
                 _ = try execute(.delRouter(name: r.name))
                 continue
@@ -254,17 +318,27 @@ extension Daemon {
         }
     }
 
+    /// Two IPv6 addresses (with or without /N) as text are the same, however they are written.
+    static func sameAddress6(_ a: String?, _ b: String?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): return true
+        case (let x?, let y?): return IPv6Prefix(x.split(separator: "/").first ?? "") == IPv6Prefix(y.split(separator: "/").first ?? "")
+                && x.split(separator: "/").dropFirst().first == y.split(separator: "/").dropFirst().first
+        default: return false
+        }
+    }
+
     /// Makes the routers, routed ports and static routes of the target that are missing.
     func convergeRoutersAdding(to target: SwitchConfiguration) throws {
         for t in target.routers {
             if routers[t.name] == nil {
-                _ = try execute(.addRouter(name: t.name, uplink: t.uplink, address: t.address, gateway: t.gateway, mac: t.mac))
+                _ = try execute(.addRouter(name: t.name, uplink: t.uplink, address: t.address, gateway: t.gateway, mac: t.mac,
+                                           address6: t.address6, gateway6: t.gateway6))
             }
             let current = routerSnapshot().first { $0.name == t.name }
             for p in t.ports where !(current?.ports.contains(p) ?? false) {
                 _ = try execute(.addPortWithAddresses(bridge: t.name, port: p.name, type: p.type, vlan: .defaultAccess,
-                                                      addresses: PortAddressInfo(macs: p.mac.map { [$0] } ?? [], ips: p.ips,
-                                                                                 antiSpoofing: p.antiSpoofing)))
+                                                      addresses: p.addressInfo))
             }
             let have = Set(current?.routes ?? []), want = Set(t.routes)
             for r in have.subtracting(want) { _ = try execute(.routeDel(router: t.name, prefix: r.prefix)) }

@@ -141,7 +141,7 @@ final class Daemon: ControlHandler, @unchecked Sendable {
             try addRouterPort(routers[name]!, router: name, port: port, type: type, addresses: addresses)
             return .done
         case .addPort(let name, _, _, _) where routers[name] != nil:
-            throw CommandError("a routed port needs the guest's IPv4 addresses: ip=\"A [B ...]\"")
+            throw CommandError("a routed port needs the guest's addresses: ip=\"A [B ...]\"")
         case .delPort(let name, let port) where routers[name] != nil:
             guard removePort(port, from: routers[name]!, keeping: 0) else { throw CommandError("router '\(name)' has no guest port '\(port)'") }
             logger.info("port \(port) removed from router \(name)")
@@ -269,14 +269,15 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                             PortStats(name: e.portNames[i]!, up: e.isUp(i), counters: e.portCounters(i), events: e.portEvents(i))
                         }
                         return BridgeStats(name: name, ports: ports, drops: e.dropCounters, fdbEntries: e.neighbours.count,
-                                           kind: "router")
+                                           kind: "router", routerEvents: e.events.byName)
                     })
                 }
             }
             if let p = port {
                 out = out.compactMap { b in
                     let ps = b.ports.filter { $0.name == p }
-                    return ps.isEmpty ? nil : BridgeStats(name: b.name, ports: ps, drops: b.drops, fdbEntries: b.fdbEntries)
+                    return ps.isEmpty ? nil : BridgeStats(name: b.name, ports: ps, drops: b.drops, fdbEntries: b.fdbEntries,
+                                                         kind: b.kind, routerEvents: b.routerEvents)
                 }
                 guard !out.isEmpty else { throw CommandError("no port '\(p)' on \(bridge.map { "bridge '\($0)'" } ?? "any bridge")") }
             }
