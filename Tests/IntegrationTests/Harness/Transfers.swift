@@ -10,7 +10,7 @@ func assertTCPTransferArrivesIntact(_ lab: Lab, from: String, to: String, addres
                                     file: StaticString = #filePath, line: UInt = #line) throws {
     let server = """
     import hashlib, socket, sys
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((sys.argv[1], 5201)); s.listen(1); s.settimeout(60)
     print("ready", flush=True)
     c, _ = s.accept(); c.settimeout(60)
@@ -57,7 +57,7 @@ func assertTCPTransferArrivesIntact(_ lab: Lab, from: String, to: String, addres
 func udpEchoes(_ lab: Lab, from: String, to: String, address: String, count: Int = 20, size: Int = 1000) throws -> Int {
     let server = """
     import socket, sys
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 5300)); s.settimeout(30)
+    s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 5300)); s.settimeout(30)
     print("ready", flush=True)
     while True:
         try:
@@ -69,7 +69,7 @@ func udpEchoes(_ lab: Lab, from: String, to: String, address: String, count: Int
     let client = """
     import os, socket, sys
     n, size = int(sys.argv[2]), int(sys.argv[3]); ok = 0
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+    s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
     for i in range(n):
         b = os.urandom(size); s.sendto(b, (sys.argv[1], 5300))
         try:
