@@ -57,11 +57,11 @@ final class CommandArgumentsTests: XCTestCase {
         XCTAssertEqual(portError("br0", "trunks=10", "native=0"), "invalid VLAN ID '0': expected a number from 1 to 4094")
         XCTAssertEqual(portError("br0", "type=vhost"), "invalid port type 'vhost': expected tap or system")
         XCTAssertEqual(portError("br0", "mode=access"),
-                       "unknown port option 'mode' in 'mode=access': expected one of tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=")
+                       "unknown port option 'mode' in 'mode=access': expected one of tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=")
         XCTAssertEqual(portError("br0", "tag"),
-                       "unexpected argument 'tag': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=)")
+                       "unexpected argument 'tag': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=)")
         XCTAssertEqual(portError("br0", "=10"),
-                       "unexpected argument '=10': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=)")
+                       "unexpected argument '=10': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=)")
         XCTAssertEqual(portError("br0", "tag="), "port option 'tag=' needs a value")
         XCTAssertEqual(portError("br0", "tag=10", "tag=20"), "port option 'tag=' given more than once")
         XCTAssertEqual(portError("xenbr0.10", "tag=20"),

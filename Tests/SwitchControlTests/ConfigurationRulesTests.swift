@@ -167,7 +167,7 @@ final class ConfigurationRulesTests: XCTestCase {
             agree("route \(prefix) via \(via ?? "-") dev \(dev ?? "-")", .routeAdd(router: "rt0", prefix: prefix, via: via, dev: dev),
                   router { $0.routes = [RouteConfiguration(prefix: prefix, via: via, dev: dev)] }, refused: bad)
         }
-        for (ips, bad) in [(["10.0.0.300"], true), (["2001:db8::5"], true), (["10.0.0.5"], false)] {
+        for (ips, bad) in [(["10.0.0.300"], true), (["2001:db8::5"], false), (["2001:db8::5::1"], true), (["10.0.0.5", "2001:db8::5"], false), (["10.0.0.5"], false)] {
             let port = RoutedPortConfiguration(name: "vif1.0", ips: ips)
             let c = router { $0.ports = [port] }
             XCTAssertEqual(loaderProblem(c) != nil, bad, "routed port \(ips): \(loaderProblem(c) ?? "accepted")")
