@@ -161,14 +161,14 @@ final class XenHotplugTests: LabTestCase {
         let router = lab.prefix + "rt"
         try lab.mustCtl(["add-router", router, "uplink=\(lan.port)", "address=10.82.0.1/24"])
         let backend = try xen.defineGuest(domid: 14, bridge: router, mac: g.mac, name: "routed-1",
-                                          uuid: "6f1e2d3c-1111-4222-8333-444455550014", extra: ["ip": "10.82.0.5"])
+                                          uuid: "6f1e2d3c-1111-4222-8333-444455550014", extra: ["ip": "10.82.0.5 2001:db8:82::5"])
         let r = try xen.run("online", device: g.port, backend: backend)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertEqual(xen.read("\(backend)/hotplug-status"), "connected")
         let (owner, port) = try XCTUnwrap(try xen.port(g.port))
         XCTAssertEqual(owner, router)
         XCTAssertEqual(port["role"] as? String, "guest")
-        XCTAssertEqual(port["addresses"] as? [String], ["10.82.0.5"])
+        XCTAssertEqual(port["addresses"] as? [String], ["10.82.0.5", "2001:db8:82::5"], "IPv6 addresses in the ip key too")
         XCTAssertEqual(port["mac"] as? String, g.mac)
         XCTAssertEqual(macOf(g.port), "fe:ff:ff:ff:ff:ff", "vif-bridge semantics on the backend device, routed too")
         XCTAssertTrue(try lab.canPing(from: "h1", to: "lan"), lab.daemonLogTail())
