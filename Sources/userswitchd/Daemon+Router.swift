@@ -142,9 +142,9 @@ extension Daemon {
                               via: route.gateway == 0 ? nil : IPv4Prefix.format(route.gateway),
                               dev: e.portNames[route.port] ?? "?", kind: route.kind.rawValue, metric: route.metric)
                 } + e.routes6.routes.map { route in
-                    // `ip -6 route` prints a /128 with its length; so do we, and ::/0 as default.
+                    // As `ip -6 route`: a /128 without its length (as a /32 in IPv4), ::/0 as default.
                     let p = route.prefix
-                    return RouteInfo(destination: route.kind == .default ? "default" : p.length == 128 ? p.description + "/128" : p.description,
+                    return RouteInfo(destination: route.kind == .default ? "default" : p.description,
                               via: route.gateway?.description, dev: e.portNames[route.port] ?? "?", kind: route.kind.rawValue,
                               metric: route.metric, family: "ipv6")
                 }

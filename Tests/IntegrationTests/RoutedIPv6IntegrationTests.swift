@@ -89,7 +89,7 @@ final class RoutedIPv6IntegrationTests: XCTestCase {
                                           duplicateAddressDetectionPasses: true), lab.daemonLogTail())
         let routes = try lab.mustCtl(["routes", router])
         XCTAssertTrue(routes.contains("2001:db8:82::/64 dev \(lab.guest("lan").port) proto connected"), routes)
-        XCTAssertTrue(routes.contains("2001:db8:82::5/128 dev \(lab.guest("g1").port) proto host metric 2"), routes)
+        XCTAssertTrue(routes.contains("2001:db8:82::5 dev \(lab.guest("g1").port) proto host metric 2"), routes)
         let neighbours = try lab.mustCtl(["neigh", router])
         XCTAssertTrue(neighbours.contains("2001:db8:82::7 dev \(lab.guest("lan").port) lladdr \(lab.guest("lan").mac)"), neighbours)
 

@@ -35,7 +35,7 @@ final class XenNetworkTests: XCTestCase {
     /// A "dom0" namespace whose NIC eth0 has `net`.2/24 and a default route to the gateway `net`.1
     /// in an "upstream" namespace, with its own userswitchd running. Returns the binaries'
     /// directory, both namespaces and the environment userswitchctl and the script need.
-    private func startDom0(tag suffix: String, net: String) throws
+    private func startDom0(tag suffix: String, net: String, net6: String? = nil) throws
         -> (bin: URL, host: String, upstream: String, env: [String: String]) {
         let bin = try requireIntegrationPrerequisites()
         let tag = "u\(getpid() % 100_000)\(suffix)"
@@ -46,7 +46,13 @@ final class XenNetworkTests: XCTestCase {
         for ns in [host, upstream] {
             namespaces.append(ns)
             try Command.must("ip", ["netns", "add", ns])
-            try must(ns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+            if net6 == nil {
+                try must(ns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+            } else {
+                // IPv6 on, but no router solicitations or autoconfiguration to match around.
+                try must(ns, ["sysctl", "-qw", "net.ipv6.conf.all.accept_ra=0", "net.ipv6.conf.default.accept_ra=0",
+                              "net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0"])
+            }
             try must(ns, ["ip", "link", "set", "lo", "up"])
         }
         try must(host, ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", upstream])
@@ -55,6 +61,11 @@ final class XenNetworkTests: XCTestCase {
         try must(host, ["ip", "route", "add", "default", "via", "\(net).1"])
         try must(upstream, ["ip", "addr", "add", "\(net).1/24", "dev", "eth0"])
         try must(upstream, ["ip", "link", "set", "eth0", "up"])
+        if let net6 {
+            try must(host, ["ip", "addr", "add", "\(net6)::2/64", "dev", "eth0", "nodad"])
+            try must(host, ["ip", "-6", "route", "add", "default", "via", "\(net6)::1"])
+            try must(upstream, ["ip", "addr", "add", "\(net6)::1/64", "dev", "eth0", "nodad"])
+        }
 
         let socket = w.appendingPathComponent("ctl.sock").path
         let env = ["USERSWITCH_SOCKET": socket, "USERSWITCH_STATE_DIR": w.appendingPathComponent("state").path,
@@ -142,5 +153,50 @@ final class XenNetworkTests: XCTestCase {
         XCTAssertTrue(eventually(timeout: 8) {
             (try? inside(host, ["ping", "-c", "1", "-W", "1", "-q", "10.87.0.1"]).succeeded) ?? false
         }, "dom0 lost its gateway after stop")
+    }
+
+    /// Routed mode with IPv6: address6= gives the router its own IPv6 address, the gateway comes
+    /// from dom0's IPv6 default route, dom0's global IPv6 address moves to the TAP port with it,
+    /// and the LAN reaches dom0 at that address through the router's proxied neighbour discovery.
+    func testStartModeRouteCarriesDom0sIPv6AddressAndRoute() throws {
+        let (bin, host, upstream, env) = try startDom0(tag: "s", net: "10.88.0", net6: "2001:db8:88")
+        let script = toolsDirectory.appendingPathComponent("xen/network-userswitch").path
+        let ctl = bin.appendingPathComponent("userswitchctl").path
+
+        let start = try inside(host, [script, "start", "mode=route", "router=xrt6", "netdev=eth0", "address=10.88.0.3/24",
+                                      "address6=2001:db8:88::3/64"], environment: env)
+        XCTAssertEqual(start.status, 0, start.output)
+        XCTAssertTrue(try must(host, ["ip", "-o", "-6", "addr", "show", "dev", "xrt6"]).contains("2001:db8:88::2/64"))
+        XCTAssertFalse(try must(host, ["ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "global"]).contains("2001:db8:88::2"))
+        XCTAssertTrue(try must(host, ["ip", "-6", "route", "show", "default"]).contains("via 2001:db8:88::1 dev xrt6"))
+        let show = try must(host, [ctl, "show", "--json"], environment: env)
+        XCTAssertTrue(show.contains("2001:db8:88::3/64") && show.contains("2001:db8:88::1"), show)
+        let routes = try must(host, [ctl, "routes", "xrt6"], environment: env)
+        XCTAssertTrue(routes.contains("2001:db8:88::2 dev xrt6"), routes)
+        XCTAssertTrue(routes.contains("default via 2001:db8:88::1 dev eth0"), routes)
+        // Both ways over IPv6, and the router's own IPv6 address answers.
+        XCTAssertTrue(eventually(timeout: 10) {
+            (try? inside(host, ["ping", "-6", "-c", "1", "-W", "1", "-q", "2001:db8:88::1"]).succeeded) ?? false
+        }, "dom0 lost its IPv6 gateway after start")
+        XCTAssertTrue(eventually(timeout: 8) {
+            (try? inside(upstream, ["ping", "-6", "-c", "1", "-W", "1", "-q", "2001:db8:88::2"]).succeeded) ?? false
+        }, "the LAN cannot reach dom0's IPv6 address behind the router")
+        XCTAssertTrue(eventually(timeout: 8) {
+            (try? inside(upstream, ["ping", "-6", "-c", "1", "-W", "1", "-q", "2001:db8:88::3"]).succeeded) ?? false
+        }, "the router's own IPv6 address")
+        // The LAN host learnt dom0's address at the router's MAC: proxied, not bridged.
+        let neigh = try must(upstream, ["ip", "-6", "neigh", "show", "2001:db8:88::2"])
+        let routerNeigh = try must(upstream, ["ip", "-6", "neigh", "show", "2001:db8:88::3"])
+        let mac = { (line: String) in line.split(separator: " ").drop { $0 != "lladdr" }.dropFirst().first.map(String.init) }
+        XCTAssertNotNil(mac(neigh), neigh)
+        XCTAssertEqual(mac(neigh), mac(routerNeigh), "dom0's address should resolve to the router's MAC: \(neigh) / \(routerNeigh)")
+
+        let stop = try inside(host, [script, "stop", "mode=route", "router=xrt6"], environment: env)
+        XCTAssertEqual(stop.status, 0, stop.output)
+        XCTAssertTrue(try must(host, ["ip", "-o", "-6", "addr", "show", "dev", "eth0"]).contains("2001:db8:88::2/64"))
+        XCTAssertTrue(try must(host, ["ip", "-6", "route", "show", "default"]).contains("via 2001:db8:88::1 dev eth0"))
+        XCTAssertTrue(eventually(timeout: 10) {
+            (try? inside(host, ["ping", "-6", "-c", "1", "-W", "1", "-q", "2001:db8:88::1"]).succeeded) ?? false
+        }, "dom0 lost its IPv6 gateway after stop")
     }
 }
