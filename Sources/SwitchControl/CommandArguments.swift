@@ -27,7 +27,7 @@ public struct PortArguments: Equatable, Sendable {
         self.vlan = vlan
     }
 
-    public static let keys = ["tag", "trunks", "native", "type", "mac", "ip", "anti-spoofing", "ra"]
+    public static let keys = ["tag", "trunks", "native", "type", "mac", "ip", "anti-spoofing", "ra", "dhcp"]
 
     /// The guest's addresses (`mac=M[,M]`, `ip="A B"`, `anti-spoofing=on|off`), nil when none given.
     public var addresses: PortAddressInfo? = nil
@@ -68,13 +68,21 @@ public struct PortArguments: Equatable, Sendable {
             }
         }
         var p = PortArguments(bridge: spec.bridge, type: type, vlan: vlan)
-        if options["mac"] != nil || options["ip"] != nil || options["anti-spoofing"] != nil || options["ra"] != nil {
+        if options["mac"] != nil || options["ip"] != nil || options["anti-spoofing"] != nil || options["ra"] != nil
+            || options["dhcp"] != nil {
             p.addresses = try CommandArguments.portAddresses(mac: options["mac"], ip: options["ip"], antiSpoofing: options["anti-spoofing"])
             if let ra = options["ra"] {
                 switch ra {
                 case "on", "yes", "true": p.addresses?.routerAdvertisements = true
                 case "off", "no", "false": p.addresses?.routerAdvertisements = false
                 default: throw CommandLineError("invalid ra '\(ra)': expected on or off")
+                }
+            }
+            if let dhcp = options["dhcp"] {
+                switch dhcp {
+                case "on", "yes", "true": p.addresses?.dhcp = true
+                case "off", "no", "false": p.addresses?.dhcp = false
+                default: throw CommandLineError("invalid dhcp '\(dhcp)': expected on or off")
                 }
             }
         }

@@ -129,7 +129,7 @@ extension ControlCommand {
             if let problem = ConfigurationRules.problem(withFilterRules: text) {
                 throw ConfigurationError("ebtables-save text: \(problem)")
             }
-        case .addRouter(let name, let uplink, let address, let gateway, let mac, let address6, let gateway6):
+        case .addRouter(let name, let uplink, let address, let gateway, let mac, let address6, let gateway6, let dns):
             guard ConfigurationRules.isValidBridgeName(name) else {
                 throw ConfigurationError("invalid router name '\(name)': use 1-15 letters, digits, '-' or '_'")
             }
@@ -156,6 +156,10 @@ extension ControlCommand {
                     throw ConfigurationError("an IPv6 gateway that is not link-local needs the router's address6=A6/P6")
                 }
             }
+            if let bad = dns.first(where: { IPv4Prefix.parseAddress($0) == nil }) {
+                throw ConfigurationError("invalid DNS server '\(bad)': expected IPv4 addresses A.B.C.D, space-separated")
+            }
+            guard dns.count <= 4 else { throw ConfigurationError("at most 4 DNS servers (dns=\"A [B ...]\")") }
         case .routeAdd(_, let prefix, let via, let dev):
             let v4 = IPv4Prefix(prefix) != nil
             guard v4 || IPv6Prefix(prefix) != nil, !prefix.contains(where: { $0 == " " }) else {

@@ -121,8 +121,9 @@ public enum Format {
             if r.address6 != nil || r.gateway6 != nil {
                 out += "  ipv6: address \(r.address6 ?? "none"), gateway \(r.gateway6 ?? "none"), link-local \(r.linkLocal ?? "-")\n"
             }
+            if let dns = r.dns, !dns.isEmpty { out += "  dhcp: dns \(dns.joined(separator: " "))\n" }
             let rows = r.ports.map { p in
-                [String(p.number), p.name, p.routerAdvertisements == true ? p.role + " ra" : p.role, p.type.rawValue, p.state, String(p.mtu),
+                [String(p.number), p.name, p.role + (p.routerAdvertisements == true ? " ra" : "") + (p.dhcp == true ? " dhcp" : ""), p.type.rawValue, p.state, String(p.mtu),
                  p.addresses.isEmpty ? "-" : p.addresses.joined(separator: " "), p.mac?.description ?? "-"]
             }
             out += table(header: ["port no", "port", "role", "type", "state", "mtu", "addresses", "guest mac"], rows: rows,

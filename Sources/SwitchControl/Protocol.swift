@@ -53,9 +53,10 @@ public enum ControlCommand: Codable, Sendable, Equatable {
     // Routers (Daemon+Router.swift). Bridges and routers share one namespace of names; add-port and
     // del-port on a router's name add or remove a routed port.
     /// A router on `uplink` with its own address `A/P`, default gateway and MAC (nil: derived from
-    /// the name), and optionally its IPv6 address `A6/P6` and IPv6 default gateway.
+    /// the name), and optionally its IPv6 address `A6/P6` and IPv6 default gateway, and the DNS
+    /// servers its DHCP server hands out.
     case addRouter(name: String, uplink: String, address: String, gateway: String?, mac: MACAddress?,
-                   address6: String? = nil, gateway6: String? = nil)
+                   address6: String? = nil, gateway6: String? = nil, dns: [String] = [])
     case delRouter(name: String)
     /// A static route to `prefix` via a next hop, or out of a port (`dev`).
     case routeAdd(router: String, prefix: String, via: String?, dev: String?)
@@ -83,10 +84,12 @@ public struct RouterInfo: Codable, Sendable, Equatable {
     public var address6: String?
     public var gateway6: String?
     public var linkLocal: String?
+    /// DNS servers the DHCP server hands out; nil: none.
+    public var dns: [String]?
     public init(name: String, mode: String, mac: MACAddress, address: String?, gateway: String?, ports: [RouterPortInfo],
-                address6: String? = nil, gateway6: String? = nil, linkLocal: String? = nil) {
+                address6: String? = nil, gateway6: String? = nil, linkLocal: String? = nil, dns: [String]? = nil) {
         self.name = name; self.mode = mode; self.mac = mac; self.address = address; self.gateway = gateway; self.ports = ports
-        self.address6 = address6; self.gateway6 = gateway6; self.linkLocal = linkLocal
+        self.address6 = address6; self.gateway6 = gateway6; self.linkLocal = linkLocal; self.dns = dns
     }
 }
 
@@ -103,11 +106,13 @@ public struct RouterPortInfo: Codable, Sendable, Equatable {
     public var mtu: Int
     /// Router advertisements on the port (`ra=on`).
     public var routerAdvertisements: Bool?
+    /// The DHCP server answers on the port (`dhcp=on`).
+    public var dhcp: Bool?
     public init(name: String, number: Int, role: String, type: PortType, state: String, addresses: [String],
-                mac: MACAddress?, metric: Int, mtu: Int, routerAdvertisements: Bool? = nil) {
+                mac: MACAddress?, metric: Int, mtu: Int, routerAdvertisements: Bool? = nil, dhcp: Bool? = nil) {
         self.name = name; self.number = number; self.role = role; self.type = type; self.state = state
         self.addresses = addresses; self.mac = mac; self.metric = metric; self.mtu = mtu
-        self.routerAdvertisements = routerAdvertisements
+        self.routerAdvertisements = routerAdvertisements; self.dhcp = dhcp
     }
 }
 
@@ -146,8 +151,12 @@ public struct PortAddressInfo: Codable, Sendable, Equatable {
     public var antiSpoofing: Bool?
     /// Router advertisements (`ra=on`), for a port on a router only; nil: not given.
     public var routerAdvertisements: Bool?
-    public init(macs: [MACAddress] = [], ips: [String] = [], antiSpoofing: Bool? = nil, routerAdvertisements: Bool? = nil) {
+    /// The router's DHCP server on the port (`dhcp=on`), for a port on a router only; nil: not given.
+    public var dhcp: Bool?
+    public init(macs: [MACAddress] = [], ips: [String] = [], antiSpoofing: Bool? = nil, routerAdvertisements: Bool? = nil,
+                dhcp: Bool? = nil) {
         self.macs = macs; self.ips = ips; self.antiSpoofing = antiSpoofing; self.routerAdvertisements = routerAdvertisements
+        self.dhcp = dhcp
     }
 }
 

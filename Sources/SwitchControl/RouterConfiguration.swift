@@ -18,6 +18,8 @@ public struct RouterConfiguration: Equatable, Sendable, Codable {
     public var gateway6: String?
     /// nil: derived from the name.
     public var mac: MACAddress?
+    /// DNS servers the DHCP server hands out; nil: none.
+    public var dns: [String]?
     public var ports: [RoutedPortConfiguration]
     public var routes: [RouteConfiguration]
     /// The router's filter rules in ebtables-save syntax (its FORWARD chain judges routed frames);
@@ -26,14 +28,14 @@ public struct RouterConfiguration: Equatable, Sendable, Codable {
 
     public init(name: String, mode: String = "route", uplink: String, address: String, gateway: String? = nil,
                 mac: MACAddress? = nil, ports: [RoutedPortConfiguration] = [], routes: [RouteConfiguration] = [],
-                filterRules: String? = nil, address6: String? = nil, gateway6: String? = nil) {
+                filterRules: String? = nil, address6: String? = nil, gateway6: String? = nil, dns: [String]? = nil) {
         self.name = name; self.mode = mode; self.uplink = uplink; self.address = address; self.gateway = gateway
         self.mac = mac; self.ports = ports; self.routes = routes; self.filterRules = filterRules
-        self.address6 = address6; self.gateway6 = gateway6
+        self.address6 = address6; self.gateway6 = gateway6; self.dns = dns
     }
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, mode, uplink, address, gateway, address6, gateway6, mac, ports, routes, filterRules
+        case name, mode, uplink, address, gateway, address6, gateway6, mac, dns, ports, routes, filterRules
     }
 
     public init(from decoder: any Decoder) throws {
@@ -47,6 +49,7 @@ public struct RouterConfiguration: Equatable, Sendable, Codable {
         address6 = try c.decodeIfPresent(String.self, forKey: .address6)
         gateway6 = try c.decodeIfPresent(String.self, forKey: .gateway6)
         mac = try c.decodeIfPresent(MACAddress.self, forKey: .mac)
+        dns = try c.decodeIfPresent([String].self, forKey: .dns)
         ports = try c.decodeIfPresent([RoutedPortConfiguration].self, forKey: .ports) ?? []
         routes = try c.decodeIfPresent([RouteConfiguration].self, forKey: .routes) ?? []
         filterRules = try c.decodeIfPresent(String.self, forKey: .filterRules)
@@ -62,19 +65,22 @@ public struct RoutedPortConfiguration: Equatable, Sendable, Codable {
     public var antiSpoofing: Bool?
     /// `ra=on`; nil: off.
     public var routerAdvertisements: Bool?
+    /// `dhcp=on`; nil: off.
+    public var dhcp: Bool?
 
     public init(name: String, type: PortType = .system, ips: [String], mac: MACAddress? = nil, antiSpoofing: Bool? = nil,
-                routerAdvertisements: Bool? = nil) {
+                routerAdvertisements: Bool? = nil, dhcp: Bool? = nil) {
         self.name = name; self.type = type; self.ips = ips; self.mac = mac; self.antiSpoofing = antiSpoofing
-        self.routerAdvertisements = routerAdvertisements
+        self.routerAdvertisements = routerAdvertisements; self.dhcp = dhcp
     }
 
     /// The addresses as add-port carries them.
     public var addressInfo: PortAddressInfo {
-        PortAddressInfo(macs: mac.map { [$0] } ?? [], ips: ips, antiSpoofing: antiSpoofing, routerAdvertisements: routerAdvertisements)
+        PortAddressInfo(macs: mac.map { [$0] } ?? [], ips: ips, antiSpoofing: antiSpoofing, routerAdvertisements: routerAdvertisements,
+                        dhcp: dhcp)
     }
 
-    private enum CodingKeys: String, CodingKey, CaseIterable { case name, type, ips, mac, antiSpoofing, routerAdvertisements }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case name, type, ips, mac, antiSpoofing, routerAdvertisements, dhcp }
 
     public init(from decoder: any Decoder) throws {
         try rejectUnknownKeys(decoder, allowed: CodingKeys.allCases.map(\.rawValue), in: "a routed port")
@@ -85,6 +91,7 @@ public struct RoutedPortConfiguration: Equatable, Sendable, Codable {
         mac = try c.decodeIfPresent(MACAddress.self, forKey: .mac)
         antiSpoofing = try c.decodeIfPresent(Bool.self, forKey: .antiSpoofing)
         routerAdvertisements = try c.decodeIfPresent(Bool.self, forKey: .routerAdvertisements)
+        dhcp = try c.decodeIfPresent(Bool.self, forKey: .dhcp)
     }
 }
 
@@ -116,7 +123,7 @@ extension SwitchConfiguration {
             let at = "routers[\(ri)] '\(r.name)'"
             guard r.mode == "route" else { throw ConfigurationError("\(at): unknown mode '\(r.mode)' (expected route)") }
             let command = ControlCommand.addRouter(name: r.name, uplink: r.uplink, address: r.address, gateway: r.gateway, mac: r.mac,
-                                                   address6: r.address6, gateway6: r.gateway6)
+                                                   address6: r.address6, gateway6: r.gateway6, dns: r.dns ?? [])
             do throws(ConfigurationError) { try command.validate() } catch { throw ConfigurationError("\(at): \(error.message)") }
             guard names.insert(r.name).inserted else { throw ConfigurationError("\(at): a bridge or router named '\(r.name)' is listed already") }
             var mine = Set<String>()
@@ -136,6 +143,9 @@ extension SwitchConfiguration {
                 do throws(ConfigurationError) { try port.validate() } catch { throw ConfigurationError("\(pat): \(error.message)") }
                 guard !p.ips.isEmpty else {
                     throw ConfigurationError("\(pat): a routed port needs the guest's addresses in ips")
+                }
+                if p.dhcp == true && !p.ips.contains(where: { IPv4Prefix.parseAddress($0) != nil || IPv4Prefix($0) != nil }) {
+                    throw ConfigurationError("\(pat): dhcp needs an IPv4 address in ips to hand out")
                 }
             }
             if let text = r.filterRules, let problem = ConfigurationRules.problem(withFilterRules: text) {

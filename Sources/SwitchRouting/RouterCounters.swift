@@ -73,6 +73,12 @@ public enum RouterDropReason: Int, CaseIterable, Sendable {
     case routerAdvertisement
     /// A guest's DHCP or DHCPv6 server reply (anti-spoofing): guests are never servers.
     case rogueDHCPServer
+    /// A DHCP request the server cannot read: BOOTP header, magic cookie, options running past the
+    /// datagram, no message type, or a server's message.
+    case badDHCP
+    /// A DHCP request the server does not answer: for another server, relayed, or on a port with no
+    /// IPv4 address to hand out.
+    case dhcpIgnored
 
     public var name: String {
         switch self {
@@ -111,6 +117,8 @@ public enum RouterDropReason: Int, CaseIterable, Sendable {
         case .ndIgnored: return "nd-ignored"
         case .routerAdvertisement: return "router-advertisement"
         case .rogueDHCPServer: return "rogue-dhcp-server"
+        case .badDHCP: return "bad-dhcp"
+        case .dhcpIgnored: return "dhcp-ignored"
         }
     }
 }
@@ -129,6 +137,12 @@ public struct RouterEventCounters: Equatable, Sendable {
     public var neighbourSolicitationsSent: UInt64 = 0
     public var neighbourAdvertisementsSent: UInt64 = 0
     public var routerAdvertisementsSent: UInt64 = 0
+    /// DHCP server replies, and the declines and releases guests sent.
+    public var dhcpOffers: UInt64 = 0
+    public var dhcpAcks: UInt64 = 0
+    public var dhcpNaks: UInt64 = 0
+    public var dhcpDeclines: UInt64 = 0
+    public var dhcpReleases: UInt64 = 0
     public init() {}
 
     /// Every counter by the name `stats` shows.
@@ -136,6 +150,8 @@ public struct RouterEventCounters: Equatable, Sendable {
         ["arp-replies": arpRepliesSent, "arp-requests": arpRequestsSent, "icmp-errors": icmpErrorsSent,
          "icmp-rate-limited": icmpRateLimited, "echo-replies": echoRepliesSent, "fragmented": fragmented,
          "fragments": fragmentsMade, "neighbour-solicitations": neighbourSolicitationsSent,
-         "neighbour-advertisements": neighbourAdvertisementsSent, "router-advertisements": routerAdvertisementsSent]
+         "neighbour-advertisements": neighbourAdvertisementsSent, "router-advertisements": routerAdvertisementsSent,
+         "dhcp-offers": dhcpOffers, "dhcp-acks": dhcpAcks, "dhcp-naks": dhcpNaks, "dhcp-declines": dhcpDeclines,
+         "dhcp-releases": dhcpReleases]
     }
 }

@@ -38,6 +38,7 @@ extension RouterEngine {
         portConfigurations[i] = nil
         guestMAC[i] = 0
         noIPv6[i] = false
+        servesDHCP[i] = false
         staticRoutes.removeAll { $0.port == i }
         staticRoutes6.removeAll { $0.port == i }
         while portCount > 0 && !inUse[portCount - 1] { portCount -= 1 }
@@ -82,6 +83,7 @@ extension RouterEngine {
         let a = PortAddresses(macs: c.guestMAC.map { [$0] } ?? [], ipv4: c.addresses, ipv6: c.addresses6, antiSpoofing: c.antiSpoofing)
         setAntiSpoof(i, a.isEmpty && a.antiSpoofing == nil ? nil : a)
         noIPv6[i] = c.addresses6.isEmpty && (antiSpoofTable?.isEnforced(i) ?? false)
+        servesDHCP[i] = c.dhcp
         anyRouterAdvertisements = portConfigurations.contains { $0?.routerAdvertisements == true }
         advertisementsSent[i] = 0
         advertisementDeadline[i] = clock
@@ -101,6 +103,9 @@ extension RouterEngine {
         gateway = g
         rebuildRoutes()
     }
+
+    /// The DHCP server's lease time and DNS servers.
+    public func setDHCPSettings(_ s: DHCPSettings) { dhcpSettings = s }
 
     public func setMAC(_ m: MACAddress) { mac = m; linkLocal = RouterEngine.linkLocalAddress(m) }
 

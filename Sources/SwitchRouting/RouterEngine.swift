@@ -18,13 +18,16 @@
 //                     the guest's own, on the uplink for the router's address and, by proxy ARP,
 //                     for every address routed out a guest port; replies and requests feed the
 //                     neighbour cache.
-//   4. IPv4 / IPv6  - (IPv6 in RouterEngine+IPv6.swift, its neighbour discovery in
+//   4. DHCP         - on `dhcp=on` guest ports, requests to UDP port 67 are answered by the
+//                     router's stateless server (RouterEngine+DHCP.swift) before IPv4's checks,
+//                     which would drop their 0.0.0.0 source and broadcast destination as martian.
+//   5. IPv4 / IPv6  - (IPv6 in RouterEngine+IPv6.swift, its neighbour discovery in
 //                     RouterEngine+ND.swift, in the same order as IPv4) header checks, reverse path on the uplink, the router's own address (ping),
 //                     TTL, longest-prefix route, egress MTU (fragmentation needed, or fragments),
 //                     TTL and header checksum rewritten in place (RFC 1624), the next hop's MAC
 //                     from the neighbour cache; frames for an unresolved next hop wait in its
 //                     queue (RouterEngine+IPv4.swift).
-//   5. transmit     - forwarded frames (rewritten in place in the ingress port's memory), then the
+//   6. transmit     - forwarded frames (rewritten in place in the ingress port's memory), then the
 //                     frames the router made (ARP, ICMP, fragments) and queued frames whose next
 //                     hop resolved, each egress port kicked once.
 // Offloads: a GSO super-frame or a CHECKSUM_PARTIAL frame keeps its virtio-net header; only the
@@ -79,10 +82,12 @@ public struct RouterPortConfiguration: Equatable, Sendable {
     public var addresses6: [IPv6Prefix]
     /// Router advertisements on this port (`ra=on`).
     public var routerAdvertisements: Bool
+    /// The DHCP server hands the guest its first address (`dhcp=on`, RouterEngine+DHCP.swift).
+    public var dhcp: Bool
     public init(addresses: [IPv4Prefix] = [], guestMAC: MACAddress? = nil, metric: Int = 2, antiSpoofing: Bool? = nil,
-                addresses6: [IPv6Prefix] = [], routerAdvertisements: Bool = false) {
+                addresses6: [IPv6Prefix] = [], routerAdvertisements: Bool = false, dhcp: Bool = false) {
         self.addresses = addresses; self.guestMAC = guestMAC; self.metric = metric; self.antiSpoofing = antiSpoofing
-        self.addresses6 = addresses6; self.routerAdvertisements = routerAdvertisements
+        self.addresses6 = addresses6; self.routerAdvertisements = routerAdvertisements; self.dhcp = dhcp
     }
 }
 
@@ -124,6 +129,10 @@ public final class RouterEngine<Port: FramePort> {
     /// Guest ports that enforce anti-spoofing and have no IPv6 address: only link-local IPv6 with
     /// the router (neighbour discovery, ping) is taken from them.
     let noIPv6: FixedArray<Bool>
+    /// Guest ports whose DHCP requests the router answers (`dhcp=on`).
+    let servesDHCP: FixedArray<Bool>
+    /// Lease time and DNS servers the DHCP server hands out.
+    public internal(set) var dhcpSettings = DHCPSettings()
     /// Unsolicited router advertisements: when the next is due per port, and how many went.
     let advertisementDeadline: FixedArray<UInt32>
     let advertisementsSent: FixedArray<UInt8>
@@ -199,6 +208,7 @@ public final class RouterEngine<Port: FramePort> {
         mtu = FixedArray(repeating: 1500, count: maxPorts)
         guestMAC = FixedArray(repeating: 0, count: maxPorts)
         noIPv6 = FixedArray(repeating: false, count: maxPorts)
+        servesDHCP = FixedArray(repeating: false, count: maxPorts)
         advertisementDeadline = FixedArray(repeating: 0, count: maxPorts)
         advertisementsSent = FixedArray(repeating: 0, count: maxPorts)
         counters = FixedArray(repeating: PortCounters(), count: maxPorts)
@@ -265,9 +275,17 @@ public final class RouterEngine<Port: FramePort> {
         classify(from: p, count: n)
         if let table = antiSpoofTable, table.isEnforced(p) { checkSources(from: p, count: n, table) }
         let info = batch.info.base
+        let dhcp = servesDHCP[p]
         for i in 0..<n where info[i].vlan != 0 {
             switch info[i].etherType {
-            case 0x0800: forwardIPv4(i, from: p)
+            case 0x0800:
+                if dhcp {
+                    // A DHCP port lets broadcast IPv4 through classify: only its requests go on.
+                    let f = batch.frames[i]
+                    if RouterEngine.isDHCPRequest(f, length: Int(batch.lengths[i])) { serveDHCP(i, from: p); continue }
+                    if MACAddress(loadingFrom: f).isBroadcast { drop(.martian); continue }
+                }
+                forwardIPv4(i, from: p)
             case 0x86DD: handleIPv6(i, from: p)
             default: handleARP(i, from: p)
             }
@@ -297,7 +315,7 @@ public final class RouterEngine<Port: FramePort> {
             if type == 0x0806 {
                 if len < 42 { drop(.runt); continue }
             } else if type == 0x0800 {
-                if dst.isBroadcast { drop(.martian); continue }
+                if dst.isBroadcast && !servesDHCP[p] { drop(.martian); continue }
                 if len < 34 { drop(.runt); continue }
             } else if type == 0x86DD {
                 if dst.isBroadcast { drop(.martian); continue }

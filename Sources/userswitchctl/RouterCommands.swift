@@ -15,19 +15,20 @@ struct AddRouter: ParsableCommand {
         OPTIONS: uplink=IFACE (required: the interface towards the LAN), address=A/P (required: the \
         router's own address and the uplink's prefix), gateway=G (the default route), address6=A6/P6 \
         (its IPv6 address on the uplink), gateway6=G6 (the IPv6 default route; may be link-local), \
-        mac=M (default: a stable address derived from the name), mode=route. Guest ports: add-port \
-        NAME IFACE ip="A [A6 ...]" [mac=M] [ra=on].
+        mac=M (default: a stable address derived from the name), dns="A [B ...]" (the DNS servers \
+        the DHCP server hands out, at most 4), mode=route. Guest ports: add-port NAME IFACE \
+        ip="A [A6 ...]" [mac=M] [ra=on] [dhcp=on].
         """)
     @OptionGroup var global: GlobalOptions
     @Argument var router: String
-    @Argument(help: ArgumentHelp("uplink=, address=, gateway=, address6=, gateway6=, mac=, mode=route", valueName: "options"))
+    @Argument(help: ArgumentHelp("uplink=, address=, gateway=, address6=, gateway6=, mac=, dns=, mode=route", valueName: "options"))
     var options: [String] = []
 
     func validate() throws { _ = try request() }
 
     func request() throws -> ControlCommand {
         let o = try usage { () throws(CommandLineError) in
-            try KeyValueWords.parse(options, allowed: ["uplink", "address", "gateway", "address6", "gateway6", "mac", "mode"],
+            try KeyValueWords.parse(options, allowed: ["uplink", "address", "gateway", "address6", "gateway6", "mac", "dns", "mode"],
                                     what: "router option")
         }
         if let m = o["mode"], m != "route" {
@@ -38,7 +39,8 @@ struct AddRouter: ParsableCommand {
         guard let address = o["address"] else { throw ValidationError("add-router needs address=A/P") }
         let mac = try o["mac"].map { m in try usage { () throws(CommandLineError) in try CommandArguments.parseMAC(m) } }
         let command = ControlCommand.addRouter(name: router, uplink: uplink, address: address, gateway: o["gateway"], mac: mac,
-                                               address6: o["address6"], gateway6: o["gateway6"])
+                                               address6: o["address6"], gateway6: o["gateway6"],
+                                               dns: (o["dns"] ?? "").split(separator: " ").map(String.init))
         do throws(ConfigurationError) { try command.validate() } catch { throw ValidationError(error.message) }
         return command
     }

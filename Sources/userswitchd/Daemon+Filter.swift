@@ -68,6 +68,9 @@ extension Daemon {
             if info.routerAdvertisements != nil {
                 throw CommandError("ra= is an option of a port on a router, and '\(bridge)' is not a router")
             }
+            if info.dhcp != nil {
+                throw CommandError("dhcp= is an option of a port on a router, and '\(bridge)' is not a router")
+            }
             let ips = try Daemon.parseAddresses(info.ips)
             _ = try execute(.addPort(bridge: bridge, port: port, type: type, vlan: vlan))
             let addresses = PortAddresses(macs: info.macs, ipv4: ips.0, ipv6: ips.1, antiSpoofing: info.antiSpoofing)

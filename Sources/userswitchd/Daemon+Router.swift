@@ -40,7 +40,7 @@ extension Daemon {
 
     func executeRouterCommand(_ command: ControlCommand) throws -> ControlResult {
         switch command {
-        case .addRouter(let name, let uplink, let address, let gateway, let mac, let address6, let gateway6):
+        case .addRouter(let name, let uplink, let address, let gateway, let mac, let address6, let gateway6, let dns):
             guard bridges[name] == nil, routers[name] == nil else { throw CommandError("a bridge or router named '\(name)' already exists") }
             if let b = bridgeHolding(port: uplink) { throw CommandError("interface '\(uplink)' is already a port of bridge '\(b)'") }
             if let r = routerHolding(port: uplink) { throw CommandError("interface '\(uplink)' is already a port of router '\(r)'") }
@@ -62,6 +62,7 @@ extension Daemon {
             } else if let gateway6 {
                 engine.setAddress6(nil, gateway: IPAddress(gateway6))
             }
+            engine.setDHCPSettings(DHCPSettings(dns: dns.compactMap { IPv4Prefix.parseAddress($0) }))
             r.start()
             routers[name] = r
             logger.info("router \(name) added on \(uplink) (\(address)\(address6.map { " " + $0 } ?? ""))")
@@ -207,12 +208,14 @@ extension Daemon {
                                               type: runner.portTypes[i] ?? .system, state: e.isUp(i) ? "up" : "down",
                                               addresses: Daemon.ipWords(c), mac: c?.guestMAC,
                                               metric: c?.metric ?? 0, mtu: e.portMTU(i),
-                                              routerAdvertisements: c?.routerAdvertisements == true ? true : nil)
+                                              routerAdvertisements: c?.routerAdvertisements == true ? true : nil,
+                                              dhcp: c?.dhcp == true ? true : nil)
                     }
                     let prefix = e.address.map { a in "\(IPv4Prefix.format(a))/\(e.addressMask.nonzeroBitCount)" }
                     return RouterInfo(name: name, mode: "route", mac: e.mac, address: prefix,
                                       gateway: e.gateway.map(IPv4Prefix.format), ports: ports, address6: Daemon.address6Text(e),
-                                      gateway6: e.gateway6?.description, linkLocal: e.linkLocal.description)
+                                      gateway6: e.gateway6?.description, linkLocal: e.linkLocal.description,
+                                      dns: Daemon.dnsWords(e))
                 }
             })
 
@@ -230,6 +233,9 @@ extension Daemon {
         guard !parsed.v4.isEmpty || !parsed.v6.isEmpty else {
             throw CommandError("a routed port needs the guest's addresses: ip=\"A [B ...]\"")
         }
+        if addresses.dhcp == true && parsed.v4.isEmpty {
+            throw CommandError("dhcp=on needs an IPv4 address in ip= to hand out")
+        }
         if let bad = parsed.v6.first(where: { !ConfigurationRules.isUnicastIPv6(high: $0.high, low: $0.low) || $0.high >> 54 == 0x3FA }) {
             throw CommandError("invalid guest IPv6 address '\(bad)' on a routed port: give global or unique-local unicast addresses (link-local ones need no listing)")
         }
@@ -237,7 +243,8 @@ extension Daemon {
         let metric = type == .tap || port.hasSuffix("-emu") ? 1 : 2
         let config = RouterPortConfiguration(addresses: parsed.v4, guestMAC: addresses.macs.first, metric: metric,
                                              antiSpoofing: addresses.antiSpoofing, addresses6: parsed.v6,
-                                             routerAdvertisements: addresses.routerAdvertisements ?? false)
+                                             routerAdvertisements: addresses.routerAdvertisements ?? false,
+                                             dhcp: addresses.dhcp ?? false)
         let mtu = Daemon.interfaceMTU(port)
         let result: Result<Int, RouterError> = r.sync { runner in
             do throws(RouterError) {
@@ -258,6 +265,11 @@ extension Daemon {
     /// A routed port's addresses as `ip=` words: IPv4, then IPv6.
     static func ipWords(_ c: RouterPortConfiguration?) -> [String] {
         (c?.addresses ?? []).map(\.description) + (c?.addresses6 ?? []).map(\.description)
+    }
+
+    /// The DHCP server's DNS servers as words, nil when there are none.
+    static func dnsWords(_ e: RouterEngine<SwitchPort>) -> [String]? {
+        e.dhcpSettings.dns.isEmpty ? nil : e.dhcpSettings.dns.map(IPv4Prefix.format)
     }
 
     /// The router's IPv6 address as `A6/P6`, nil when it has none.
@@ -283,7 +295,8 @@ extension Daemon {
                     let c = e.portConfigurations[i]
                     return RoutedPortConfiguration(name: e.portNames[i] ?? "?", type: runner.portTypes[i] ?? .system,
                                                    ips: Daemon.ipWords(c), mac: c?.guestMAC, antiSpoofing: c?.antiSpoofing,
-                                                   routerAdvertisements: c?.routerAdvertisements == true ? true : nil)
+                                                   routerAdvertisements: c?.routerAdvertisements == true ? true : nil,
+                                                   dhcp: c?.dhcp == true ? true : nil)
                 }
                 let routes = e.staticRoutes.map { r in
                     RouteConfiguration(prefix: r.prefix.description, via: r.gateway == 0 ? nil : IPv4Prefix.format(r.gateway),
@@ -297,7 +310,8 @@ extension Daemon {
                                            gateway: e.gateway.map(IPv4Prefix.format),
                                            mac: e.mac == Daemon.routerMAC(name) ? nil : e.mac, ports: ports, routes: routes,
                                            filterRules: rules == FilterRuleSet().saveText(counters: false) ? nil : rules,
-                                           address6: Daemon.address6Text(e), gateway6: e.gateway6?.description)
+                                           address6: Daemon.address6Text(e), gateway6: e.gateway6?.description,
+                                           dns: Daemon.dnsWords(e))
             }
         }
     }
@@ -308,6 +322,7 @@ extension Daemon {
         for r in routerSnapshot() {
             guard let t = target.router(named: r.name), t.uplink == r.uplink, t.address == r.address, t.gateway == r.gateway,
                   Daemon.sameAddress6(t.address6, r.address6), Daemon.sameAddress6(t.gateway6, r.gateway6),
+                  (t.dns ?? []).compactMap(IPv4Prefix.parseAddress) == (r.dns ?? []).compactMap(IPv4Prefix.parseAddress),
                   (t.mac ?? Daemon.routerMAC(t.name)) == (r.mac ?? Daemon.routerMAC(r.name)) else {
                 _ = try execute(.delRouter(name: r.name))
                 continue
@@ -333,7 +348,7 @@ extension Daemon {
         for t in target.routers {
             if routers[t.name] == nil {
                 _ = try execute(.addRouter(name: t.name, uplink: t.uplink, address: t.address, gateway: t.gateway, mac: t.mac,
-                                           address6: t.address6, gateway6: t.gateway6))
+                                           address6: t.address6, gateway6: t.gateway6, dns: t.dns ?? []))
             }
             let current = routerSnapshot().first { $0.name == t.name }
             for p in t.ports where !(current?.ports.contains(p) ?? false) {
