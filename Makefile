@@ -26,10 +26,10 @@ RELEASE_DIR = $(shell $(SWIFT) build $(SWIFTFLAGS) -c release --show-bin-path 2>
 
 # Debian packages: build (libpcap, liburing), demo and integration tests (iproute2, ping,
 # tcpdump, python3 with scapy, ebtables-nft from iptables for the filter differential, arping
-# for the routed tests),
+# for the routed tests, isc-dhcp-client as the guest of the DHCP server test),
 # measurements (iperf3, ethtool, netsniff-ng).
 DEB_PACKAGES = libpcap-dev liburing-dev pkg-config iproute2 iputils-ping tcpdump iperf3 ethtool \
-               python3 python3-scapy netsniff-ng iptables iputils-arping
+               python3 python3-scapy netsniff-ng iptables iputils-arping isc-dhcp-client
 
 .PHONY: all deps build demo test bench install uninstall clean
 
