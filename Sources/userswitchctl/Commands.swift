@@ -102,7 +102,8 @@ struct AddPort: ParsableCommand {
         VLANs), native=N (untagged VLAN of a trunk), type=system|tap (system: an existing interface, \
         the default; tap: a TAP device the switch creates), mac=M[,M...] and ip="A B ..." (the \
         guest's addresses: anti-spoofing drops frames from other sources), anti-spoofing=on|off, \
-        ra=on|off (on a router's port only: router advertisements to the guest). \
+        ra=on|off and dhcp=on|off (on a router's port only: router advertisements to the guest, \
+        the router's DHCP server handing the guest its first IPv4 address). \
         Without VLAN options the port is an access port in VLAN 1. BRIDGE may also be a Xen bridge spec BRIDGE[.VLAN][:TRUNK[:TRUNK...]], \
         e.g. xenbr0.10 or xenbr0:10:20; then no VLAN options may be given.
         """)

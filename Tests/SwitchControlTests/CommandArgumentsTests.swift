@@ -57,11 +57,11 @@ final class CommandArgumentsTests: XCTestCase {
         XCTAssertEqual(portError("br0", "trunks=10", "native=0"), "invalid VLAN ID '0': expected a number from 1 to 4094")
         XCTAssertEqual(portError("br0", "type=vhost"), "invalid port type 'vhost': expected tap or system")
         XCTAssertEqual(portError("br0", "mode=access"),
-                       "unknown port option 'mode' in 'mode=access': expected one of tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=")
+                       "unknown port option 'mode' in 'mode=access': expected one of tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=")
         XCTAssertEqual(portError("br0", "tag"),
-                       "unexpected argument 'tag': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=)")
+                       "unexpected argument 'tag': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=)")
         XCTAssertEqual(portError("br0", "=10"),
-                       "unexpected argument '=10': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=)")
+                       "unexpected argument '=10': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=)")
         XCTAssertEqual(portError("br0", "tag="), "port option 'tag=' needs a value")
         XCTAssertEqual(portError("br0", "tag=10", "tag=20"), "port option 'tag=' given more than once")
         XCTAssertEqual(portError("xenbr0.10", "tag=20"),
@@ -73,6 +73,15 @@ final class CommandArgumentsTests: XCTestCase {
         XCTAssertEqual(portError("a.b.c"), "no valid bridge in 'a.b.c': expected BRIDGE[.VLAN][:TRUNK[:TRUNK...]]")
         XCTAssertEqual(portError(".10"), "no valid bridge in '.10': expected BRIDGE[.VLAN][:TRUNK[:TRUNK...]]")
         XCTAssertEqual(portError("br0:5000"), "no valid bridge in 'br0:5000': expected BRIDGE[.VLAN][:TRUNK[:TRUNK...]]")
+    }
+
+    func testRouterPortOptions() throws {
+        let p = try port("rt0", "ip=10.0.0.5", "ra=on", "dhcp=on")
+        XCTAssertEqual(p.addresses?.routerAdvertisements, true)
+        XCTAssertEqual(p.addresses?.dhcp, true)
+        XCTAssertEqual(try port("rt0", "dhcp=off").addresses?.dhcp, false)
+        XCTAssertNil(try port("rt0", "ip=10.0.0.5").addresses?.dhcp)
+        XCTAssertEqual(portError("rt0", "dhcp=maybe"), "invalid dhcp 'maybe': expected on or off")
     }
 
     func testAddPortCommand() throws {

@@ -172,6 +172,17 @@ final class ConfigurationRulesTests: XCTestCase {
             let c = router { $0.ports = [port] }
             XCTAssertEqual(loaderProblem(c) != nil, bad, "routed port \(ips): \(loaderProblem(c) ?? "accepted")")
         }
+        // dns=: IPv4 addresses, at most 4, the same for add-router and the file.
+        for (dns, bad) in [(["10.0.0.53"], false), (["10.0.0.53", "x"], true), (["2001:db8::53"], true),
+                           (["1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4"], false), (["1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.9"], true)] {
+            agree("dns \(dns)", .addRouter(name: "rt0", uplink: "eth9", address: "192.0.2.1/24", gateway: nil, mac: nil, dns: dns),
+                  router { $0.dns = dns }, refused: bad)
+        }
+        // dhcp on a routed port needs an IPv4 address to hand out.
+        for (ips, bad) in [(["2001:db8::5"], true), (["10.0.0.5"], false), (["2001:db8::5", "10.0.0.5/32"], false)] {
+            let c = router { $0.ports = [RoutedPortConfiguration(name: "vif1.0", ips: ips, dhcp: true)] }
+            XCTAssertEqual(loaderProblem(c) != nil, bad, "dhcp port \(ips): \(loaderProblem(c) ?? "accepted")")
+        }
         // One namespace: a router cannot take a bridge's name or port.
         XCTAssertNotNil(loaderProblem(SwitchConfiguration(bridges: [BridgeConfiguration(name: "rt0")],
                                                           routers: [RouterConfiguration(name: "rt0", uplink: "eth9", address: "192.0.2.1/24")])))
