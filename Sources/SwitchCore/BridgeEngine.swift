@@ -18,7 +18,10 @@
 //                  writes each frame's destination key for it. Nothing in this stage changes the
 //                  FDB, so the answers are those a lookup per frame would give;
 //   4. transmit  - each egress port copies its entries into its ring or buffers once, with the
-//                  tag rewritten during that copy, then is kicked once.
+//                  tag rewritten during that copy, then is kicked once. A long frame whose body
+//                  the ingress port left in its socket queue (PacketBatch.deferred) is read by its
+//                  one egress port straight into its TX slot; a flooded one (`pendingShared`) is
+//                  read into the ingress port's memory by the first egress port that sends it.
 // Only then are the ingress frames given back to their port.
 //
 // Filtering (Filter/): anti-spoofing runs on ingress right after classification, before learning,
@@ -183,7 +186,7 @@ public final class BridgeEngine<Port: FramePort> {
         if let guardTable = antiSpoofTable, guardTable.isEnforced(p) { checkSources(from: p, count: n, guardTable) }
         learn(from: p, count: n, now: now)
         forward(from: p, count: n)
-        transmit()
+        transmit(from: p)
     }
 
     @inline(__always)
@@ -329,11 +332,15 @@ public final class BridgeEngine<Port: FramePort> {
                 copies += 1
             }
             if copies == 0 { drop(filtered > 0 ? .filtered : .noEgressPort) }
+            // A long frame whose body is still queued on the ingress port (direct receive) is read
+            // into that port's memory by its first egress port when it goes to several.
+            if copies > 1 && batch.deferred[i] == PacketBatch.pending { batch.deferred[i] = PacketBatch.pendingShared }
         }
     }
 
-    func transmit() {
+    func transmit(from p: Int) {
         let stride = settings.batchSize
+        let ingress = devices[p]
         let lengths = batch.lengths.base, info = batch.info.base, status = egressStatus.base
         for a in 0..<activeCount {
             let q = Int(active[a])
@@ -345,7 +352,7 @@ public final class BridgeEngine<Port: FramePort> {
                 drops[DropReason.egressPortDown.rawValue] &+= UInt64(c)
                 continue
             }
-            let sent = device.transmit(batch, entries: entries, count: c, status: status)
+            let sent = device.transmit(batch, entries: entries, count: c, status: status, from: ingress)
             // Bytes as they leave: the tag the entry pushed or popped included.
             var bytes: UInt64 = 0
             if sent == c {

@@ -86,6 +86,18 @@ public protocol FramePort {
     /// the ones after it are still tried. Nothing is sent until `flush()`.
     func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int,
                   status: UnsafeMutablePointer<TransmitStatus>) -> Int
+    /// As `transmit(_:entries:count:status:)`, for frames received on `ingress` (the engine's
+    /// ingress port, nil for frames the engine made): a port that can read a pending frame's body
+    /// (PacketBatch.deferred) straight from `ingress` into its own transmit slot does so; the
+    /// default has `ingress` read every pending frame among the entries into its memory first.
+    func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int,
+                  status: UnsafeMutablePointer<TransmitStatus>, from ingress: Self?) -> Int
+    /// Reads the bodies of this port's pending frames of `batch` (received by it), in the order
+    /// they were received, up to and including frame `index`, into its own memory: afterwards those
+    /// frames are whole (`deferred` 0) with their headers as the stages left them. For a stage that
+    /// needs a pending frame's body (a flood, a fragment, a queued or echoed packet). Ports that
+    /// never defer do nothing.
+    func materialize(_ batch: PacketBatch, through index: Int)
     /// Sends everything queued since the last flush (one kick / one syscall for the lot).
     func flush()
     /// The events this backend counted since it was opened.
@@ -93,4 +105,19 @@ public protocol FramePort {
     /// Brings `events` up to date with what the kernel counted for the port (one getsockopt for
     /// an AF_PACKET port, nothing for others). About once a second, never per batch.
     func updateEvents()
+}
+
+extension FramePort {
+    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int,
+                         status: UnsafeMutablePointer<TransmitStatus>, from ingress: Self?) -> Int {
+        if let ingress {
+            var last = -1
+            let deferred = batch.deferred.base
+            for k in 0..<count where deferred[Int(entries[k].frame)] != 0 { last = max(last, Int(entries[k].frame)) }
+            if last >= 0 { ingress.materialize(batch, through: last) }
+        }
+        return transmit(batch, entries: entries, count: count, status: status)
+    }
+
+    public func materialize(_ batch: PacketBatch, through index: Int) {}
 }

@@ -78,6 +78,20 @@ public final class PacketBatch {
     public let vnet: FixedArray<VirtioNetHeader>
     /// Written by classification, read by every later stage and by the ports' transmit.
     public let info: FixedArray<FrameInfo>
+    /// Long frames whose body a port has not read yet (PacketSocketPort, "Direct receive"): 0 the
+    /// frame is whole in memory; `pending`, only the first `snapshot` bytes are (a truncated copy
+    /// that carries the headers, which stages read and rewrite as usual) and the rest waits in the
+    /// ingress port's socket queue, to be read at transmit straight into the one egress port's TX
+    /// slot; `pendingShared`, the same, but the frame goes to more than one port, so its body is
+    /// read into the ingress port's own memory first (`FramePort.materialize`). Ports that never
+    /// defer leave every frame at 0.
+    public let deferred: FixedArray<UInt8>
+    public static let pending: UInt8 = 1
+    public static let pendingShared: UInt8 = 2
+    /// Bytes of a pending frame that are in memory (its truncated copy), and any frame's length.
+    /// Stages read and rewrite only headers, which the copy holds (at least `snapshotMinimum`
+    /// bytes: an ICMPv6 error quotes up to 1232 bytes from offset 14).
+    public static let snapshotMinimum = 1400
 
     public init(capacity: Int) {
         precondition(capacity > 0 && capacity <= Int(UInt16.max))
@@ -86,6 +100,7 @@ public final class PacketBatch {
         lengths = FixedArray(repeating: 0, count: capacity)
         vnet = FixedArray(repeating: .none, count: capacity)
         info = FixedArray(repeating: .dropped, count: capacity)
+        deferred = FixedArray(repeating: 0, count: capacity)
     }
 
     /// Appends a frame view; returns false when the batch is full. For ports and tests.
@@ -96,6 +111,7 @@ public final class PacketBatch {
         frames[count] = frame
         lengths[count] = UInt32(truncatingIfNeeded: length)
         vnet[count] = header
+        deferred[count] = 0
         count += 1
         return true
     }

@@ -66,6 +66,10 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         /// (PACKET_MR_PROMISC; the kernel drops it when the socket closes). A switch port needs
         /// frames for every MAC; virtual interfaces pass them anyway, NICs do not.
         public var promiscuous: Bool
+        /// Direct receive (PacketSocketPort+Receive.swift): a long untagged frame's body stays in
+        /// the socket's queue until the egress port reads it into its own TX slot. Off: every long
+        /// frame is read into a bulk slot at receive and copied at transmit.
+        public var directReceive: Bool
 
         public static let defaultFrameSize = 69632
         public static let defaultRxFrameSize = 2048
@@ -74,13 +78,15 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         /// port (docs/performance.md, "Ring memory per port"; TX must hold one whole batch of 128
         /// frames for one port).
         public init(rxFrames: Int = 4096, rxFrameSize: Int = Options.defaultRxFrameSize, bulkFrames: Int = 64,
-                    txFrames: Int = 128, frameSize: Int = Options.defaultFrameSize, promiscuous: Bool = true) {
+                    txFrames: Int = 128, frameSize: Int = Options.defaultFrameSize, promiscuous: Bool = true,
+                    directReceive: Bool = true) {
             self.rxFrames = rxFrames
             self.rxFrameSize = rxFrameSize
             self.bulkFrames = bulkFrames
             self.txFrames = txFrames
             self.frameSize = frameSize
             self.promiscuous = promiscuous
+            self.directReceive = directReceive
         }
     }
 
@@ -165,8 +171,19 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// The bridge's kick thread and this port's registration with it (see `useKicker`).
     var kicker: TransmitKicker?
     var kickSlot: TransmitKicker.Slot?
-    /// How many bulk slots hold frames read with recv since the last release.
+    /// Bulk slots promised to the frames of the batch in flight (read now, or pending), and how
+    /// many hold a frame read with recv since the last release.
     var copied = 0
+    var bulkUsed = 0
+    /// Direct receive: the batch's pending frames in the order their bodies wait in the socket's
+    /// queue (batch index, bytes of the truncated copy in the RX slot); `pendingHead` is the next
+    /// one to read; `pendingFlags` the batch's `deferred` array, cleared at release.
+    let directReceive: Bool
+    let pendingIndex: FixedArray<Int32>
+    let pendingSnapshot: FixedArray<Int32>
+    var pendingCount = 0
+    var pendingHead = 0
+    var pendingFlags: UnsafeMutablePointer<UInt8>?
     /// Receive queue room for long frames (SO_RCVBUFFORCE).
     static let queueBytes: Int32 = 8 << 20
 
@@ -211,6 +228,9 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         txFrameCapacity = txLayout.frameSize - Self.txDataOffset - Self.vnetSize
         let unmapped = UnsafeMutableRawPointer(bitPattern: 0x1)!
         rxSlots = FixedArray(repeating: unmapped, count: rxCount)
+        directReceive = options.directReceive
+        pendingIndex = FixedArray(repeating: 0, count: bulkLayout.frameCount)
+        pendingSnapshot = FixedArray(repeating: 0, count: bulkLayout.frameCount)
         bulkSlots = FixedArray(repeating: unmapped, count: bulkCount)
         txSlots = FixedArray(repeating: unmapped, count: txCount)
         fileDescriptor = -1

@@ -34,6 +34,28 @@ public enum SwitchPort: FramePort {
         }
     }
 
+    /// Frames received on a packet socket may be pending (PacketSocketPort, "Direct receive"): a
+    /// packet-socket egress reads their bodies straight into its TX slots, a TAP egress has them
+    /// read into the ingress port's memory first.
+    @inline(__always)
+    public func transmit(_ batch: PacketBatch, entries: UnsafePointer<EgressEntry>, count: Int,
+                         status: UnsafeMutablePointer<TransmitStatus>, from ingress: SwitchPort?) -> Int {
+        guard case .packet(let source)? = ingress else {
+            return transmit(batch, entries: entries, count: count, status: status)
+        }
+        switch self {
+        case .packet(let p): return p.transmit(batch, entries: entries, count: count, status: status, source: source)
+        case .tap(let t):
+            source.materialize(batch, entries: entries, count: count)
+            return t.transmit(batch, entries: entries, count: count, status: status)
+        }
+    }
+
+    @inline(__always)
+    public func materialize(_ batch: PacketBatch, through index: Int) {
+        if case .packet(let p) = self { p.materialize(batch, through: index) }
+    }
+
     @inline(__always)
     public func flush() {
         switch self {

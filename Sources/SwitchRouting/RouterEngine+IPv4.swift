@@ -47,7 +47,7 @@ extension RouterEngine {
             if r >= 0 && routes.route(r).port != 0 { drop(.reversePath); return }
         }
         if let own = address, dst == own {
-            deliverLocally(f, length: 14 + total, ihl: ihl, from: p)
+            deliverLocally(wholeFrame(i, from: p), length: 14 + total, ihl: ihl, from: p)
             return
         }
         let ttl = HeaderBytes.byte(f, 22)
@@ -107,7 +107,7 @@ extension RouterEngine {
         switch nextHopMAC(hop, port: q) {
         case .mac(let m):
             if fragment {
-                sendFragments(f, length: 14 + total, ihl: ihl, vnet: vnet, on: q, to: m)
+                sendFragments(wholeFrame(i, from: p), length: 14 + total, ihl: ihl, vnet: vnet, on: q, to: m)
             } else {
                 m.store(to: f)
                 mac.store(to: f + 6)
@@ -115,7 +115,7 @@ extension RouterEngine {
             }
         case .pending(let entry, let request):
             if request { sendARPRequest(for: hop, on: q, to: nil) }
-            if !neighbours.enqueue(entry, frame: f, length: 14 + total, vnet: vnet) { drop(.neighbourQueueFull) }
+            if !neighbours.enqueue(entry, frame: wholeFrame(i, from: p), length: 14 + total, vnet: vnet) { drop(.neighbourQueueFull) }
         case .full:
             drop(.neighbourTableFull)
         }

@@ -79,7 +79,7 @@ extension RouterEngine {
             return
         }
         if isOwnIPv6(dst) {
-            deliverLocally6(f, length: 54 + payload, from: p, source: src, destination: dst)
+            deliverLocally6(wholeFrame(i, from: p), length: 54 + payload, from: p, source: src, destination: dst)
             return
         }
         if RouterEngine.isUnspecified(src) || RouterEngine.isUnspecified(dst) || (dst.high == 0 && dst.low == 1)
@@ -137,7 +137,7 @@ extension RouterEngine {
             sendForwarded(i, on: q)
         case .pending(let entry, let request):
             if request { sendNeighbourSolicitation(for: hop, on: q, to: nil) }
-            if !neighbours.enqueue(entry, frame: f, length: 54 + payload, vnet: vnet) { drop(.neighbourQueueFull) }
+            if !neighbours.enqueue(entry, frame: wholeFrame(i, from: p), length: 54 + payload, vnet: vnet) { drop(.neighbourQueueFull) }
         case .full:
             drop(.neighbourTableFull)
         }

@@ -233,6 +233,14 @@ public final class RouterEngine<Port: FramePort> {
     @inline(__always)
     func drop(_ r: RouterDropReason) { drops[r.rawValue] &+= 1 }
 
+    /// Frame `i` of the batch whole in memory, for a stage that reads past its headers (a long
+    /// frame's body may still wait on ingress port `p`: PacketBatch.deferred). Returns its start.
+    @inline(__always)
+    func wholeFrame(_ i: Int, from p: Int) -> UnsafeMutableRawPointer {
+        if batch.deferred[i] != 0 { devices[p]?.materialize(batch, through: i) }
+        return batch.frames[i]
+    }
+
     /// fe80:: with the modified EUI-64 of `mac` (RFC 4291 appendix A).
     public static func linkLocalAddress(_ mac: MACAddress) -> IPAddress {
         let m = mac.rawValue
@@ -290,7 +298,7 @@ public final class RouterEngine<Port: FramePort> {
             default: handleARP(i, from: p)
             }
         }
-        transmit(count: n)
+        transmit(count: n, from: p)
     }
 
     /// Ethernet checks; sets `info[i].vlan` to 1 for frames that go on (0: dropped).
@@ -385,7 +393,8 @@ public final class RouterEngine<Port: FramePort> {
     }
 
     /// Sends, port by port, the forwarded frames, then the made ones, then the released ones.
-    func transmit(count n: Int) {
+    func transmit(count n: Int, from p: Int = -1) {
+        let ingress = p >= 0 ? devices[p] : nil
         for t in 0..<touchedCount {
             let q = Int(touched[t])
             isTouched[q] = false
@@ -393,7 +402,7 @@ public final class RouterEngine<Port: FramePort> {
             let c = Int(egressCount[q])
             if c > 0 {
                 egressCount[q] = 0
-                send(batch, entries: UnsafePointer(egress.base + q &* settings.batchSize), count: c, on: q)
+                send(batch, entries: UnsafePointer(egress.base + q &* settings.batchSize), count: c, on: q, from: ingress)
                 sent = true
             }
             var k = 0
@@ -419,12 +428,12 @@ public final class RouterEngine<Port: FramePort> {
     }
 
     /// Queues `count` entries of `b` on port `q` and counts the outcome.
-    func send(_ b: PacketBatch, entries list: UnsafePointer<EgressEntry>, count c: Int, on q: Int) {
+    func send(_ b: PacketBatch, entries list: UnsafePointer<EgressEntry>, count c: Int, on q: Int, from ingress: Port? = nil) {
         guard let device = devices[q], up[q] else {
             drops[RouterDropReason.egressPortDown.rawValue] &+= UInt64(c)
             return
         }
-        let sent = device.transmit(b, entries: list, count: c, status: status.base)
+        let sent = device.transmit(b, entries: list, count: c, status: status.base, from: ingress)
         var bytes: UInt64 = 0
         let lengths = b.lengths.base
         for k in 0..<c {

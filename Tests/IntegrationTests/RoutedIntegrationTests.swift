@@ -52,6 +52,32 @@ final class RoutedIntegrationTests: XCTestCase {
         XCTAssertEqual(try udpEchoes(lab, from: "lan", to: "g1", address: "10.80.0.5", size: 3000), 20, "fragmented datagrams too")
     }
 
+    /// Long frames that are not GSO super-frames (a jumbo LAN): the router reads their bodies
+    /// from the socket only where a stage needs them whole (direct receive, PacketSocketPort):
+    /// an 8000-byte echo request to the router itself is answered whole, an 8000-byte datagram
+    /// to a guest on a 1500-byte link is fragmented, and TCP between jumbo hosts still crosses.
+    func testJumboFramesAreAnsweredFragmentedAndForwardedWhole() throws {
+        let (lab, router) = try routedLab()
+        defer { lab.tearDown() }
+        for port in [lab.guest("lan").port, lab.guest("g2").port] { try Command.must("ip", ["link", "set", port, "mtu", "9000"]) }
+        for g in ["lan", "g2"] { try lab.inNamespace(lab.guest(g), ["ip", "link", "set", "eth0", "mtu", "9000"]) }
+        // The LAN host sends its datagrams without DF, so the router fragments them.
+        try lab.inNamespace(lab.guest("lan"), ["sysctl", "-qw", "net.ipv4.ip_no_pmtu_disc=1"])
+        XCTAssertTrue(try lab.canPing(from: "lan", to: "g1"))
+        Thread.sleep(forTimeInterval: 1.5) // the router reads the MTUs once a second
+        let big = try lab.runInNamespace(lab.guest("lan"), ["ping", "-c", "3", "-i", "0.2", "-W", "2", "-M", "dont", "-s", "8000", "10.80.0.1"])
+        XCTAssertTrue(big.output.contains("3 received"), "the router's own address, 8000 bytes: \(big.output)")
+        XCTAssertTrue(big.output.contains("8008 bytes from 10.80.0.1"), big.output)
+        XCTAssertEqual(try udpEchoes(lab, from: "lan", to: "g1", address: "10.80.0.5", size: 8000), 20,
+                       "8000-byte datagrams fragmented towards the 1500-byte guest link and back")
+        try assertTCPTransferArrivesIntact(lab, from: "lan", to: "g2", address: "10.80.0.6", bytes: 20 * 1024 * 1024)
+        let stats = try lab.ctlJSON(["stats", "--bridge", router])
+        let object = JSONSearch.objects(in: stats).first { $0["drops"] != nil } ?? [:]
+        let sent = object["routerEvents"] as? [String: Any] ?? [:]
+        XCTAssertGreaterThanOrEqual((sent["fragmented"] as? Int) ?? 0, 20, "\(sent)")
+        XCTAssertGreaterThanOrEqual((sent["echo-replies"] as? Int) ?? 0, 3, "\(sent)")
+    }
+
     func testPathMTUDiscoveryWorksThroughASmallerUplinkMTU() throws {
         let (lab, _) = try routedLab()
         defer { lab.tearDown() }

@@ -94,6 +94,8 @@ private func receiveTestFrames(on port: PacketSocketPort, count: Int, timeout: D
         _ = poll(&p, 1, 50)
         let n = port.receive(into: batch)
         framesHandedOut[ObjectIdentifier(port), default: 0] += n
+        // Long frames may be pending (direct receive): their bodies are read here.
+        if n > 0 { port.materialize(batch, through: n - 1) }
         for i in 0..<n {
             let bytes = Array(UnsafeRawBufferPointer(start: batch.frames[i], count: Int(batch.lengths[i])))
             if bytes.count >= 12 && Array(bytes[6..<12]) == testSource {
@@ -235,6 +237,85 @@ final class PacketSocketPortTests: XCTestCase {
         XCTAssertTrue(received.map(\.bytes) == frames,
                       "frames lost, cut or reordered: got lengths \(received.map(\.bytes.count))", file: file, line: line)
         XCTAssertEqual(b.events.rxTruncated, 0, file: file, line: line)
+    }
+
+    func testDirectReceiveReadsLongFramesStraightIntoTheEgressTXSlotWithRewrittenHeaders() throws {
+        // A -> B, then B's batch out of C (source B) -> D, as an engine forwards: long untagged
+        // frames are pending on B (truncated copy in the ring, body in the queue), C reads their
+        // bodies straight into its TX slots, and the header bytes the "engine" rewrote in the
+        // truncated copy (here the destination MAC) are what leaves. A long frame that goes
+        // nowhere is discarded at release, and the next batch comes out whole and in order.
+        let c = nameA + "c", d = nameA + "d"
+        runCommand(["/usr/sbin/ip", "link", "del", c])
+        XCTAssertEqual(runCommand(["/usr/sbin/ip", "link", "add", c, "type", "veth", "peer", "name", d]).status, 0)
+        extraLinks.append(c)
+        for n in [nameA, nameB, c, d] {
+            writeSysctl("/proc/sys/net/ipv6/conf/\(n)/disable_ipv6", "1")
+            runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"])
+            runCommand(["/usr/sbin/ip", "link", "set", n, "up"])
+        }
+        let (a, b) = try openPorts()
+        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32)
+        let portC = try PacketSocketPort(interface: c, options: options)
+        let portD = try PacketSocketPort(interface: d, options: options)
+        let lengths = [4000, 100, 8000, 3000, 60, 6000]
+        let frames = lengths.enumerated().map { craftFrame(sequence: UInt8($0.offset), payloadLength: $0.element) }
+        let out = OutgoingFrames()
+        for f in frames { out.add(f) }
+        XCTAssertEqual(out.send(on: a), frames.count)
+        usleep(100_000)
+        let batch = PacketBatch(capacity: 32)
+        let n = b.receive(into: batch)
+        XCTAssertEqual(n, frames.count)
+        let pending = (0..<n).filter { batch.deferred[$0] == PacketBatch.pending }
+        XCTAssertEqual(pending, [0, 2, 3, 5], "the long frames wait in the queue")
+        for i in 0..<n { XCTAssertEqual(Int(batch.lengths[i]), frames[i].count, "a pending frame has its whole length") }
+        // The "engine": every frame's destination MAC rewritten; frame 5, the last, dropped (a
+        // dropped pending frame in front of one that goes out is read into B's memory first,
+        // the queue being in order).
+        let newDestination: [UInt8] = [0x02, 0xDD, 0, 0, 0, 0x09]
+        for i in 0..<n { batch.frames[i].copyMemory(from: newDestination, byteCount: 6) }
+        var entries = (0..<n).filter { $0 != 5 }.map { EgressEntry(frame: UInt16($0), tci: 0) }
+        var status = [TransmitStatus](repeating: .error, count: entries.count)
+        let sent = entries.withUnsafeMutableBufferPointer { e in
+            status.withUnsafeMutableBufferPointer { portC.transmit(batch, entries: e.baseAddress!, count: e.count, status: $0.baseAddress!, source: b) }
+        }
+        XCTAssertEqual(sent, entries.count, "\(status)")
+        XCTAssertEqual((0..<n).filter { batch.deferred[$0] != 0 }, [5], "read straight into C's slots, all but the dropped one")
+        portC.flush()
+        b.releaseReceived()
+        XCTAssertEqual((0..<n).filter { batch.deferred[$0] != 0 }, [], "release discards and forgets the rest")
+        var expected = frames.enumerated().filter { $0.offset != 5 }.map { newDestination + Array($0.element[6...]) }
+        let received = receiveTestFrames(on: portD, count: expected.count).map(\.bytes)
+        XCTAssertTrue(received == expected, "got lengths \(received.map(\.count))")
+        // The dropped frame's body left B's queue: the next frames come out whole, in order.
+        let next = [craftFrame(sequence: 40, payloadLength: 5000), craftFrame(sequence: 41, payloadLength: 80)]
+        let again = OutgoingFrames()
+        for f in next { again.add(f) }
+        XCTAssertEqual(again.send(on: a), 2)
+        usleep(100_000)
+        expected = next
+        XCTAssertTrue(receiveTestFrames(on: b, count: 2).map(\.bytes) == expected)
+        XCTAssertEqual(b.events.rxTruncated, 0)
+        XCTAssertEqual(portD.events.rxTruncated, 0)
+        portC.close(); portD.close()
+    }
+
+    func testWithoutDirectReceiveLongFramesAreReadAtReceive() throws {
+        for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
+        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32, directReceive: false)
+        let a = try PacketSocketPort(interface: nameA, options: options)
+        let b = try PacketSocketPort(interface: nameB, options: options)
+        let out = OutgoingFrames()
+        out.add(craftFrame(sequence: 1, payloadLength: 4000))
+        XCTAssertEqual(out.send(on: a), 1)
+        usleep(100_000)
+        let batch = PacketBatch(capacity: 8)
+        XCTAssertEqual(b.receive(into: batch), 1)
+        XCTAssertEqual(batch.deferred[0], 0)
+        XCTAssertEqual(Array(UnsafeRawBufferPointer(start: batch.frames[0], count: Int(batch.lengths[0]))),
+                       craftFrame(sequence: 1, payloadLength: 4000))
+        b.releaseReceived()
     }
 
     func testFramesOfBothSizesArriveOnceEachInTheOrderSent() throws {
