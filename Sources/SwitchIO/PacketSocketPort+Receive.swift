@@ -39,8 +39,9 @@
 //   A tagged long frame (its tag stripped by the kernel, to be put back inline) is read at once
 //   as before, and ends the batch when pending frames are in front of it. Each pending frame
 //   still holds a bulk slot's worth of the batch's limit, so materializing never runs out.
-//   `Options.directReceive` false (USERSWITCH_DIRECT_RECEIVE=0 for the daemon) reads every long
-//   frame at receive, as before; docs/performance.md has both side by side.
+//   It is off by default (`Options.directReceive`; USERSWITCH_DIRECT_RECEIVE=1 turns it on in the
+//   daemon): side by side in the routed TCP benchmark it was slower, 13.7 against 15.3 Gbit/s
+//   (docs/performance.md, "Direct receive"), so every long frame is read at receive unless asked.
 // - Offloads on RX (tpacket_rcv, checked against net/packet/af_packet.c): the 10-byte
 //   virtio_net_hdr sits immediately in front of the frame, at slot + tp_mac - 10 (the kernel adds
 //   its size to the network offset, then subtracts the MAC length); a frame read with recv starts

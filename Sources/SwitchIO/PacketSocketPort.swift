@@ -67,8 +67,9 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         /// frames for every MAC; virtual interfaces pass them anyway, NICs do not.
         public var promiscuous: Bool
         /// Direct receive (PacketSocketPort+Receive.swift): a long untagged frame's body stays in
-        /// the socket's queue until the egress port reads it into its own TX slot. Off: every long
-        /// frame is read into a bulk slot at receive and copied at transmit.
+        /// the socket's queue until the egress port reads it into its own TX slot. Off (the
+        /// default: measured slower, docs/performance.md): every long frame is read into a bulk
+        /// slot at receive and copied at transmit.
         public var directReceive: Bool
 
         public static let defaultFrameSize = 69632
@@ -79,7 +80,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         /// frames for one port).
         public init(rxFrames: Int = 4096, rxFrameSize: Int = Options.defaultRxFrameSize, bulkFrames: Int = 64,
                     txFrames: Int = 128, frameSize: Int = Options.defaultFrameSize, promiscuous: Bool = true,
-                    directReceive: Bool = true) {
+                    directReceive: Bool = false) {
             self.rxFrames = rxFrames
             self.rxFrameSize = rxFrameSize
             self.bulkFrames = bulkFrames

@@ -7,14 +7,14 @@ import Foundation
 import XCTest
 
 final class RoutedIntegrationTests: XCTestCase {
-    private func routedLab() throws -> (Lab, String) {
+    private func routedLab(environment: [String: String] = [:]) throws -> (Lab, String) {
         let dir = try requireIntegrationPrerequisites()
         let lab = try Lab(binDirectory: dir)
         try lab.addGuest("lan", ip: "10.80.0.7", macSuffix: 1)
         try lab.addGuest("g1", ip: "10.80.0.5", macSuffix: 2)
         try lab.addGuest("g2", ip: "10.80.0.6", macSuffix: 3)
         for g in ["g1", "g2"] { try lab.inNamespace(lab.guest(g), ["ip", "route", "add", "default", "via", "10.80.0.1"]) }
-        try lab.startDaemon()
+        try lab.startDaemon(environment: environment)
         let router = lab.prefix + "rt"
         try lab.mustCtl(["add-router", router, "uplink=\(lab.guest("lan").port)", "address=10.80.0.1/24"])
         for g in ["g1", "g2"] {
@@ -52,12 +52,21 @@ final class RoutedIntegrationTests: XCTestCase {
         XCTAssertEqual(try udpEchoes(lab, from: "lan", to: "g1", address: "10.80.0.5", size: 3000), 20, "fragmented datagrams too")
     }
 
-    /// Long frames that are not GSO super-frames (a jumbo LAN): the router reads their bodies
-    /// from the socket only where a stage needs them whole (direct receive, PacketSocketPort):
-    /// an 8000-byte echo request to the router itself is answered whole, an 8000-byte datagram
-    /// to a guest on a 1500-byte link is fragmented, and TCP between jumbo hosts still crosses.
+    /// Long frames that are not GSO super-frames (a jumbo LAN): an 8000-byte echo request to the
+    /// router itself is answered whole, an 8000-byte datagram to a guest on a 1500-byte link is
+    /// fragmented, and TCP between jumbo hosts crosses; with the default receive path and with
+    /// direct receive, where the router reads a long frame's body from the socket only when a
+    /// stage needs it whole (PacketSocketPort+Receive.swift).
     func testJumboFramesAreAnsweredFragmentedAndForwardedWhole() throws {
-        let (lab, router) = try routedLab()
+        try jumboFrames(environment: [:])
+    }
+
+    func testJumboFramesWithDirectReceive() throws {
+        try jumboFrames(environment: ["USERSWITCH_DIRECT_RECEIVE": "1"])
+    }
+
+    private func jumboFrames(environment: [String: String]) throws {
+        let (lab, router) = try routedLab(environment: environment)
         defer { lab.tearDown() }
         for port in [lab.guest("lan").port, lab.guest("g2").port] { try Command.must("ip", ["link", "set", port, "mtu", "9000"]) }
         for g in ["lan", "g2"] { try lab.inNamespace(lab.guest(g), ["ip", "link", "set", "eth0", "mtu", "9000"]) }

@@ -63,11 +63,22 @@ final class SwitchIntegrationTests: LabTestCase {
     }
 
     /// Long frames that are not GSO super-frames (jumbo MTU): a flooded one reaches both other
-    /// hosts whole, a learned one its host (direct receive reads a long frame's body from the
-    /// ingress socket either into the switch's memory, for a flood, or straight into the one
-    /// egress port's TX slot; PacketSocketPort+Receive.swift).
+    /// hosts whole, a learned one its host, in order; with the default receive path and with
+    /// direct receive, which reads a long frame's body from the ingress socket into the switch's
+    /// memory for a flood and straight into the one egress port's TX slot otherwise
+    /// (PacketSocketPort+Receive.swift).
     func testJumboFramesFloodedAndForwardedArriveWhole() throws {
-        let lab = try startedLab()
+        try jumboFrames(startedLab())
+    }
+
+    func testJumboFramesWithDirectReceive() throws {
+        let lab = try XCTUnwrap(lab)
+        try lab.startDaemon(environment: ["USERSWITCH_DIRECT_RECEIVE": "1"])
+        try lab.addBridge()
+        try jumboFrames(lab)
+    }
+
+    private func jumboFrames(_ lab: Lab) throws {
         for (i, name) in ["h1", "h2", "h3"].enumerated() {
             try lab.addGuest(name, ip: nil, macSuffix: UInt8(i + 1))
             try Command.must("ip", ["link", "set", lab.guest(name).port, "mtu", "9000"])

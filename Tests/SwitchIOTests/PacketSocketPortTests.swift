@@ -254,8 +254,9 @@ final class PacketSocketPortTests: XCTestCase {
             runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"])
             runCommand(["/usr/sbin/ip", "link", "set", n, "up"])
         }
-        let (a, b) = try openPorts()
-        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32)
+        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32, directReceive: true)
+        framesHandedOut = [:]
+        let a = try PacketSocketPort(interface: nameA, options: options), b = try PacketSocketPort(interface: nameB, options: options)
         let portC = try PacketSocketPort(interface: c, options: options)
         let portD = try PacketSocketPort(interface: d, options: options)
         let lengths = [4000, 100, 8000, 3000, 60, 6000]
@@ -302,8 +303,9 @@ final class PacketSocketPortTests: XCTestCase {
     }
 
     func testWithoutDirectReceiveLongFramesAreReadAtReceive() throws {
+        // The default: nothing is pending, every long frame is whole at receive.
         for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
-        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32, directReceive: false)
+        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32)
         let a = try PacketSocketPort(interface: nameA, options: options)
         let b = try PacketSocketPort(interface: nameB, options: options)
         let out = OutgoingFrames()

@@ -1087,10 +1087,15 @@ def main():
             attrs["bindir"] = env.pop("BIN")
         if "ARGS" in env:
             attrs["daemon_args"] = env.pop("ARGS").split()
-        SWITCH_CLASSES[key] = type(f"UserSwitch_{name}", (UserSwitch,), attrs)
-        LABELS[key] = f"userswitch [{name}]"
-        if key not in switches:
-            switches.insert(switches.index("userswitch") + 1 if "userswitch" in switches else 0, key)
+        # A variant of the bridge when the bridge runs, and of the router when the router runs.
+        for base, cls in [("userswitch", UserSwitch), ("userswitch-router", UserSwitchRouter)]:
+            if base not in switches:
+                continue
+            key = f"{base}@{name}"
+            SWITCH_CLASSES[key] = type(f"{cls.__name__}_{name}", (cls,), dict(attrs, name=key))
+            LABELS[key] = f"{LABELS[base]} [{name}]"
+            if key not in switches:
+                switches.insert(switches.index(base) + 1, key)
     known = [w for w, _ in WORKLOADS]
     unknown = [w for w in args.workloads.split(",") if w not in known]
     if unknown:

@@ -185,10 +185,10 @@ final class Lab {
     var binary: (String) -> String { { self.binDirectory.appendingPathComponent($0).path } }
 
     /// Starts userswitchd with the lab's private socket and waits until it answers.
-    func startDaemon() throws {
+    func startDaemon(environment: [String: String] = [:]) throws {
         precondition(daemon == nil)
         let p = try Command.start(binary("userswitchd"), ["--socket", socketPath, "--config", configPath, "--log-level", "debug"],
-                                  environment: ["USERSWITCH_SOCKET": socketPath], outputFile: daemonLog)
+                                  environment: environment.merging(["USERSWITCH_SOCKET": socketPath]) { $1 }, outputFile: daemonLog)
         daemon = p
         let answered = eventually(timeout: 15) {
             guard p.isRunning else { return true }
