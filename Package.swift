@@ -49,7 +49,7 @@ let package = Package(
         ),
         .testTarget(name: "SwitchCoreTests", dependencies: ["SwitchCore", "SwitchTesting"]),
         .testTarget(name: "SwitchIOTests", dependencies: ["SwitchIO", "SwitchCore", "SwitchTesting"]),
-        .testTarget(name: "SwitchRoutingTests", dependencies: ["SwitchRouting", "SwitchCore", "SwitchTesting"]),
+        .testTarget(name: "SwitchRoutingTests", dependencies: ["SwitchRouting", "SwitchCore", "SwitchTesting", "SwitchIO"]),
         .testTarget(name: "SwitchControlTests", dependencies: ["SwitchControl", "SwitchCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["SwitchCore", "SwitchControl"]),
     ],

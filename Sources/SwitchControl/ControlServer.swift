@@ -68,7 +68,7 @@ public final class ControlServer: @unchecked Sendable {
             unlink(path)
             throw .system(what: "chmod 0600 \(path)", errno: e)
         }
-        guard listen(fd, 16) == 0 else {
+        guard listen(fd, 128) == 0 else {
             let e = errno
             close(fd)
             unlink(path)
@@ -127,80 +127,193 @@ public final class ControlServer: @unchecked Sendable {
 
     private var isStopped: Bool { lock.withLock { stopped } }
 
+    /// One client connection in the event loop: reading its request line, writing the answer,
+    /// or, after refusing an oversized request, draining what it still sends.
+    private final class Connection {
+        enum Phase { case reading, writing, draining }
+        let fd: Int32
+        var phase = Phase.reading
+        var input: [UInt8] = []
+        var output: [UInt8] = []
+        var written = 0
+        /// After the answer: shut the write side and drain (an oversized request), or close.
+        var drainAfterWrite = false
+        var drained = 0
+        var deadline: Deadline
+        init(fd: Int32, deadline: Deadline) { self.fd = fd; self.deadline = deadline }
+    }
+
+    /// Connections served at once; more wait in the listen backlog.
+    public static let maxConnections = 64
+
+    /// The event loop: every connection is read and written without blocking, so a client that
+    /// connects and sends nothing, or never reads its answer, holds up nobody but itself (until
+    /// its deadline closes it). Requests are still handled one at a time, in the order their
+    /// lines complete, on this thread.
     private func acceptLoop() {
+        var connections: [Connection] = []
         defer {
+            for c in connections { close(c.fd) }
             lock.withLock {
                 close(listenFD)
                 close(wakeRead)
                 close(wakeWrite)
             }
         }
-        var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while !isStopped {
-            fds[0].revents = 0
-            fds[1].revents = 0
-            let r = poll(&fds, 2, -1)
+            var fds = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: listenFD, events: connections.count < Self.maxConnections ? Int16(POLLIN) : 0, revents: 0)]
+            var timeout: Int32 = -1
+            for c in connections {
+                fds.append(pollfd(fd: c.fd, events: c.phase == .writing ? Int16(POLLOUT) : Int16(POLLIN), revents: 0))
+                let ms = c.deadline.remainingMilliseconds
+                timeout = timeout < 0 ? ms : min(timeout, ms)
+            }
+            let r = poll(&fds, nfds_t(fds.count), timeout)
             if r < 0 {
                 if errno == EINTR { continue }
                 log("control socket: poll failed: \(errorText(errno))")
                 usleep(100_000)
                 continue
             }
-            if fds[1].revents != 0 || isStopped { break }
-            guard fds[0].revents != 0 else { continue }
+            if fds[0].revents != 0 || isStopped { break }
+            // Connections first (their descriptors are fds[2...] in this order), then new ones.
+            var keep: [Connection] = []
+            for (k, c) in connections.enumerated() {
+                if advance(c, ready: fds[k + 2].revents != 0, &chunk) { keep.append(c) } else { close(c.fd) }
+            }
+            connections = keep
+            if fds[1].revents != 0 { acceptAll(into: &connections) }
+        }
+    }
+
+    private func acceptAll(into connections: inout [Connection]) {
+        while connections.count < Self.maxConnections {
             let conn = accept(listenFD, nil, nil)
             if conn < 0 {
                 let e = errno
-                if e == EINTR || e == EAGAIN || e == EWOULDBLOCK || e == ECONNABORTED { continue }
+                if e == EINTR || e == ECONNABORTED { continue }
+                if e == EAGAIN || e == EWOULDBLOCK { return }
                 log("control socket: accept failed: \(errorText(e))")
                 // EMFILE and friends: back off instead of spinning on a listener that stays readable.
                 usleep(100_000)
-                continue
+                return
             }
             SocketIO.setCloseOnExec(conn)
             SocketIO.setNonBlocking(conn)
-            serve(conn)
-            close(conn)
-        }
-    }
-
-    private func serve(_ conn: Int32) {
-        let deadline = Deadline(after: connectionTimeout)
-        if let uid = SocketIO.peerUID(conn), uid != 0, uid != geteuid() {
-            log("control socket: refused a connection from uid \(uid)")
-            respond(conn, .failure("permission denied: uid \(uid) may not control userswitchd (root only)"), deadline)
-            return
-        }
-        let response: ControlResponse
-        switch SocketIO.readLine(conn, limit: maxRequestBytes, until: deadline) {
-        case .line(let bytes, _):
-            do {
-                let request = try ControlCodec.decodeRequest(bytes)
-                response = handler.handle(request)
-            } catch {
-                response = .failure(error.message)
+            let c = Connection(fd: conn, deadline: Deadline(after: connectionTimeout))
+            if let uid = SocketIO.peerUID(conn), uid != 0, uid != geteuid() {
+                log("control socket: refused a connection from uid \(uid)")
+                answer(c, .failure("permission denied: uid \(uid) may not control userswitchd (root only)"))
             }
-        case .eof:
-            return  // connected and left without asking anything (a liveness probe)
-        case .tooLarge:
-            respond(conn, .failure("request too large: more than \(maxRequestBytes) bytes without a newline"), deadline)
-            shutdown(conn, Int32(SHUT_WR))
-            SocketIO.drain(conn, limit: 64 << 20, until: deadline)
-            return
-        case .timedOut:
-            response = .failure("timed out after \(formatSeconds(connectionTimeout)) s waiting for a complete request line")
-        case .failed(let e):
-            log("control socket: read failed: \(errorText(e))")
-            return
+            connections.append(c)
         }
-        respond(conn, response, deadline)
     }
 
-    private func respond(_ conn: Int32, _ response: ControlResponse, _ deadline: Deadline) {
-        if let e = SocketIO.writeAll(conn, ControlCodec.encode(response), until: deadline) {
-            log("control socket: cannot send the response: \(errorText(e))")
+    /// Moves one connection on as far as it can go without blocking; false when it is finished
+    /// (answered, gone, or out of time) and is to be closed.
+    private func advance(_ c: Connection, ready: Bool, _ chunk: inout [UInt8]) -> Bool {
+        let expired = c.deadline.remainingMilliseconds == 0
+        switch c.phase {
+        case .reading:
+            if ready {
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { read(c.fd, $0.baseAddress, $0.count) }
+                    if n > 0 {
+                        let got = chunk[0..<n]
+                        if let nl = got.firstIndex(of: UInt8(ascii: "\n")) {
+                            c.input.append(contentsOf: got[..<nl])
+                            if c.input.count > maxRequestBytes { refuseTooLarge(c) } else { handle(c) }
+                            return flush(c)
+                        }
+                        c.input.append(contentsOf: got)
+                        if c.input.count > maxRequestBytes { refuseTooLarge(c); return flush(c) }
+                    } else if n == 0 {
+                        // Connected and left without asking anything: a liveness probe.
+                        if c.input.isEmpty { return false }
+                        handle(c)  // a last line without its newline
+                        return flush(c)
+                    } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                        break
+                    } else if errno != EINTR {
+                        log("control socket: read failed: \(errorText(errno))")
+                        return false
+                    }
+                }
+            }
+            if expired {
+                answer(c, .failure("timed out after \(formatSeconds(connectionTimeout)) s waiting for a complete request line"))
+                c.deadline = Deadline(after: 1)  // time to send the refusal
+                return flush(c)
+            }
+            return true
+        case .writing:
+            if expired {
+                log("control socket: a client did not read its answer in time; dropped")
+                return false
+            }
+            return ready ? flush(c) : true
+        case .draining:
+            if expired { return false }
+            guard ready else { return true }
+            while c.drained < 64 << 20 {
+                let n = chunk.withUnsafeMutableBytes { read(c.fd, $0.baseAddress, $0.count) }
+                if n > 0 { c.drained += n; continue }
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return true }
+                if n < 0 && errno == EINTR { continue }
+                return false
+            }
+            return false
         }
+    }
+
+    private func handle(_ c: Connection) {
+        let response: ControlResponse
+        do {
+            let request = try ControlCodec.decodeRequest(c.input)
+            response = handler.handle(request)
+        } catch {
+            response = .failure(error.message)
+        }
+        c.input = []
+        answer(c, response)
+    }
+
+    /// The refusal of an oversized request; afterwards the rest is drained, so closing with
+    /// unread data does not reset the connection before the client has read the refusal.
+    private func refuseTooLarge(_ c: Connection) {
+        c.input = []
+        answer(c, .failure("request too large: more than \(maxRequestBytes) bytes without a newline"))
+        c.drainAfterWrite = true
+    }
+
+    private func answer(_ c: Connection, _ response: ControlResponse) {
+        c.output = ControlCodec.encode(response)
+        c.written = 0
+        c.phase = .writing
+    }
+
+    /// Writes what the socket takes now; false when the connection is done with.
+    private func flush(_ c: Connection) -> Bool {
+        while c.written < c.output.count {
+            let n = c.output.withUnsafeBytes { send(c.fd, $0.baseAddress! + c.written, $0.count - c.written, Int32(MSG_NOSIGNAL)) }
+            if n >= 0 {
+                c.written += n
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                return true
+            } else if errno != EINTR {
+                log("control socket: cannot send the response: \(errorText(errno))")
+                return false
+            }
+        }
+        c.output = []
+        if c.drainAfterWrite {
+            shutdown(c.fd, Int32(SHUT_WR))
+            c.phase = .draining
+            return true
+        }
+        return false
     }
 
     private static func makeParentDirectory(of path: String) throws(ControlSocketError) {

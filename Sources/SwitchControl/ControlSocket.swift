@@ -5,11 +5,14 @@
 // One request per connection: the client connects, writes one JSON line (a ControlRequest), reads
 // one JSON line (a ControlResponse) and closes. See ControlCodec for the line format.
 //
-// The server accepts on a thread of its own and serves connections one at a time, so the
-// handler sees requests in order and never two at once; that keeps the daemon's configuration
-// changes simple, and requests are small and quick. Each connection has a deadline (5 s by
-// default) covering both the read of the request and the write of the answer, so a stuck or
-// hostile client can delay others by at most that long. Requests are limited to 1 MiB.
+// The server runs one thread: an event loop over the listener and up to 64 connections at once
+// (more wait in the listen backlog), each read and written without blocking, so a client that
+// connects and sends nothing, sends half a line, or never reads its answer delays nobody else.
+// Requests are handled one at a time, in the order their lines complete, so the handler never
+// sees two at once; that keeps the daemon's configuration changes simple, and requests are small
+// and quick. Each connection has a deadline (5 s by default) for its request line and for the
+// write of its answer; past it the client gets a refusal or is dropped. Requests are limited to
+// 1 MiB.
 //
 // Access: the socket file is mode 0600 (root only), and each connection's peer credentials
 // (SO_PEERCRED) are checked as well, which also closes the short window between bind() and

@@ -206,6 +206,62 @@ final class ControlSocketTests: XCTestCase {
         XCTAssertEqual(try ControlClient(path: socketPath).send(.show), .success())
     }
 
+    /// A connected socket that sends nothing (or half a request) and is held open.
+    private func idleConnection(sending bytes: [UInt8] = []) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        precondition(fd >= 0)
+        guard let addr = SocketIO.address(socketPath), SocketIO.connect(fd, addr) == 0 else { close(fd); return -1 }
+        if !bytes.isEmpty { _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) } }
+        return fd
+    }
+
+    func testIdleClientsDoNotHoldUpOthers() throws {
+        // Measured before the event loop: `show` behind one idle connection waited for that
+        // connection's whole 5 s deadline. Now 30 idle ones (some with half a request) are
+        // served beside, and a client answers at once.
+        let server = try ControlServer(path: socketPath, handler: FakeHandler(), connectionTimeout: 5)
+        defer { server.stop() }
+        let idle = (0..<30).map { idleConnection(sending: $0 % 2 == 0 ? [] : Array(#"{"version":1,"#.utf8)) }
+        defer { for fd in idle where fd >= 0 { close(fd) } }
+        XCTAssertFalse(idle.contains(-1))
+        let start = Date()
+        for _ in 0..<5 { XCTAssertEqual(try ControlClient(path: socketPath, timeout: 2).send(.show), .success()) }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2, "served behind idle connections")
+    }
+
+    func testMoreIdleClientsThanTheServerHoldsStillLeaveRoomOnceTheyTimeOut() throws {
+        // Past maxConnections the rest wait in the backlog; the idle ones time out and others are
+        // served then (the daemon never stops serving).
+        let server = try ControlServer(path: socketPath, handler: FakeHandler(), connectionTimeout: 0.5)
+        defer { server.stop() }
+        let idle = (0..<(ControlServer.maxConnections + 10)).map { _ in idleConnection() }
+        defer { for fd in idle where fd >= 0 { close(fd) } }
+        XCTAssertEqual(try ControlClient(path: socketPath, timeout: 5).send(.show), .success())
+        // The timed-out ones got the refusal.
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var tv = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(idle[0], SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let n = buffer.withUnsafeMutableBytes { read(idle[0], $0.baseAddress, $0.count) }
+        XCTAssertGreaterThan(n, 0)
+        XCTAssertEqual(decodeRaw(Array(buffer[0..<max(n, 0)])), .failure("timed out after 0.5 s waiting for a complete request line"))
+    }
+
+    func testAClientThatNeverReadsItsLargeAnswerHoldsUpNobody() throws {
+        // An answer larger than the socket buffers, to a client that does not read: the server
+        // writes what fits and serves the others meanwhile.
+        let big = ControlResponse.success(.show((0..<2000).map { BridgeInfo(name: "br\($0)", ageingSeconds: 300, fdbCapacity: 65536, ports: []) }))
+        let handler = FakeHandler { request in request.command == .show ? big : .success() }
+        let server = try ControlServer(path: socketPath, handler: handler, connectionTimeout: 5)
+        defer { server.stop() }
+        let request = try ControlCodec.encode(ControlRequest(.show))
+        let slow = idleConnection(sending: request)
+        defer { close(slow) }
+        usleep(200_000)
+        let start = Date()
+        XCTAssertEqual(try ControlClient(path: socketPath, timeout: 2).send(.delBridge(name: "x")), .success())
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2)
+    }
+
     func testConcurrentClientsAreAllServed() throws {
         let handler = FakeHandler { request in
             if case .delBridge(let name) = request.command { return .failure(name) }
