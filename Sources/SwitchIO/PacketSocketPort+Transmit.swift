@@ -30,6 +30,20 @@
 //   (direct receive, PacketSocketPort+Receive.swift) that goes here alone, untagged, is read by
 //   recv straight into the TX slot, vnet header first, exactly where the copy would have put it;
 //   any other pending frame is materialized by the ingress port first and copied.
+// - Long frames (transmit, sendWhole). A frame longer than `linearCopyLimit` in a ring slot is
+//   attached to the skb as fragments of the ring's pages, which tpacket_snd marks zero-copy, so a
+//   veth whose peer is in another namespace copies them into new pages (skb_orphan_frags_rx, on
+//   the path of every GSO super-frame): the body is copied into the slot and again by the kernel.
+//   Such a frame, untagged in and out, is sent instead with one sendmsg on a second socket of
+//   the port, bound to the interface with protocol 0 and without rings (a socket with a TX ring
+//   sends only from its ring, whatever sendmsg is given) (vnet header, then the
+//   frame where it lies, in a bulk slot or the ring slot it arrived in): packet_snd copies it once
+//   into pages of its own skb, which the veth passes on. Order: ring frames queued before it are
+//   kicked first (the kernel takes them in order); if that kick cannot take them all, the frame
+//   goes through the ring behind them. One syscall per long frame, as receiving one already costs.
+//   Off by default (`Options.sendLongFrames`; USERSWITCH_LONG_SEND=1 turns it on in the daemon):
+//   side by side it raised the router's TCP stream and lowered the bridge's (docs/performance.md,
+//   "Long frames by sendmsg"), so every frame goes through the ring unless asked.
 // - Vanishing interfaces (flush, collectKickErrors): a send on a deleted interface fails with
 //   ENXIO, which makes the port dead ("Vanishing interfaces" in PacketSocketPort.swift).
 
@@ -78,9 +92,37 @@ extension PacketSocketPort {
         let linearLimit = Self.linearCopyLimit
         var next = txNext
         var queued = 0
+        var longSent = 0
         var e = 0
         var kickedForRoom = false
         while e < count {
+            // Long untagged frames go out by sendmsg, after the ring frames queued before them.
+            if longFrameSocket >= 0, !(deferred[Int(entries[e].frame)] != 0 && source != nil) {
+                let entry = entries[e]
+                let i = Int(entry.frame)
+                let length = Int(lengths[i])
+                if length > linearLimit && entry.tci == 0 && info[i].tagLength == 0 {
+                    if queued > 0 || txInFlight > 0 {
+                        // Ring frames ahead of it leave first (the kernel takes them in order);
+                        // if the kick could not take them all, this one queues behind them.
+                        _ = send(fileDescriptor, nil, 0, Int32(MSG_DONTWAIT))
+                        reapTransmitted()
+                    }
+                    if txInFlight == 0 {
+                        e += 1
+                        status[e - 1] = sendWhole(frames[i], length: length, vnet: vnets[i])
+                        if status[e - 1] == .queued {
+                            queued += 1
+                            longSent += 1
+                        }
+                        if isDead {
+                            if e < count { (status + e).update(repeating: .error, count: count - e) }
+                            e = count
+                        }
+                        continue
+                    }
+                }
+            }
             let slot = slots[next]
             let slotStatus = CLinuxNet_load_acquire_u32(slot.assumingMemoryBound(to: UInt32.self))
             let busy = CLinuxNet_TP_STATUS_SEND_REQUEST | CLinuxNet_TP_STATUS_SENDING | CLinuxNet_TP_STATUS_WRONG_FORMAT
@@ -141,13 +183,43 @@ extension PacketSocketPort {
             queued += 1
         }
         txNext = next
-        if queued > 0 {
-            txInFlight += queued
-            queuedSinceFlush += queued
+        let inRing = queued - longSent
+        if inRing > 0 {
+            txInFlight += inRing
+            queuedSinceFlush += inRing
             kickPending = true
         }
         if e < count { (status + e).update(repeating: .ringFull, count: count - e) }
         return queued
+    }
+
+    /// One long frame by sendmsg: the vnet header, then the frame where it lies. The kernel
+    /// copies it into pages of its own skb (packet_snd), which no veth needs to copy again.
+    private func sendWhole(_ frame: UnsafeMutableRawPointer, length: Int, vnet: VirtioNetHeader) -> TransmitStatus {
+        vnet.store(to: longFrameHeader)
+        var iov = (iovec(iov_base: longFrameHeader, iov_len: Self.vnetSize), iovec(iov_base: frame, iov_len: length))
+        let r: Int = withUnsafeMutablePointer(to: &iov) { p in
+            p.withMemoryRebound(to: iovec.self, capacity: 2) { vectors in
+                var message = msghdr()
+                message.msg_iov = vectors
+                message.msg_iovlen = 2
+                var n = sendmsg(longFrameSocket, &message, Int32(MSG_DONTWAIT))
+                if n < 0 && errno == EINTR { n = sendmsg(longFrameSocket, &message, Int32(MSG_DONTWAIT)) }
+                return n
+            }
+        }
+        if r >= 0 { return .queued }
+        switch errno {
+        case EAGAIN, EWOULDBLOCK, ENOBUFS: return .ringFull
+        case EMSGSIZE: return .oversize
+        case ENXIO, ENODEV:
+            isDead = true
+            return .error
+        case ENETDOWN: return .error
+        default:
+            events.txSendErrors &+= 1
+            return .error
+        }
     }
 
     /// Sends everything queued: one send(fd, NULL, 0, MSG_DONTWAIT), made here, or under dense

@@ -71,6 +71,12 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         /// default: measured slower, docs/performance.md): every long frame is read into a bulk
         /// slot at receive and copied at transmit.
         public var directReceive: Bool
+        /// Long frames sent with sendmsg from where they are, not through the TX ring
+        /// (PacketSocketPort+Transmit.swift, "Long frames"): the kernel copies them once into
+        /// its own pages, where a ring slot's pages would be copied at a veth anyway. Off by
+        /// default: side by side it helped the router's TCP and hurt the bridge's
+        /// (docs/performance.md, "Long frames by sendmsg").
+        public var sendLongFrames: Bool
 
         public static let defaultFrameSize = 69632
         public static let defaultRxFrameSize = 2048
@@ -80,7 +86,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         /// frames for one port).
         public init(rxFrames: Int = 4096, rxFrameSize: Int = Options.defaultRxFrameSize, bulkFrames: Int = 64,
                     txFrames: Int = 128, frameSize: Int = Options.defaultFrameSize, promiscuous: Bool = true,
-                    directReceive: Bool = false) {
+                    directReceive: Bool = false, sendLongFrames: Bool = false) {
             self.rxFrames = rxFrames
             self.rxFrameSize = rxFrameSize
             self.bulkFrames = bulkFrames
@@ -88,6 +94,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
             self.frameSize = frameSize
             self.promiscuous = promiscuous
             self.directReceive = directReceive
+            self.sendLongFrames = sendLongFrames
         }
     }
 
@@ -180,6 +187,11 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
     /// queue (batch index, bytes of the truncated copy in the RX slot); `pendingHead` is the next
     /// one to read; `pendingFlags` the batch's `deferred` array, cleared at release.
     let directReceive: Bool
+    let sendLongFrames: Bool
+    /// The socket long frames are sent from (-1: none, or closed).
+    var longFrameSocket: Int32 = -1
+    /// The vnet header of a long frame sent with sendmsg (its first iovec).
+    let longFrameHeader: UnsafeMutableRawPointer
     let pendingIndex: FixedArray<Int32>
     let pendingSnapshot: FixedArray<Int32>
     var pendingCount = 0
@@ -230,6 +242,8 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         let unmapped = UnsafeMutableRawPointer(bitPattern: 0x1)!
         rxSlots = FixedArray(repeating: unmapped, count: rxCount)
         directReceive = options.directReceive
+        sendLongFrames = options.sendLongFrames
+        longFrameHeader = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 8)
         pendingIndex = FixedArray(repeating: 0, count: bulkLayout.frameCount)
         pendingSnapshot = FixedArray(repeating: 0, count: bulkLayout.frameCount)
         bulkSlots = FixedArray(repeating: unmapped, count: bulkCount)
@@ -285,6 +299,34 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
                 }
             }
         }
+        if sendLongFrames {
+            // A socket with a TX ring sends only from the ring (packet_sendmsg goes to tpacket_snd
+            // whatever the message holds), so long frames go out of a second socket with no ring,
+            // bound with protocol 0 so that it receives nothing.
+            let long = try systemCall("socket(AF_PACKET) for long frames on \(name)") {
+                socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            }
+            longFrameSocket = long
+            try setOption(long, CLinuxNet_PACKET_VNET_HDR, 1, "PACKET_VNET_HDR (long frames)")
+            try setOption(long, CLinuxNet_PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS (long frames)")
+            // Each frame is charged to the send buffer until the receiving side has taken it:
+            // room for a burst of super-frames in flight.
+            var sendBytes = Self.queueBytes
+            _ = try systemCall("setsockopt(SO_SNDBUFFORCE \(sendBytes)) on \(name)") {
+                setsockopt(long, SOL_SOCKET, SO_SNDBUFFORCE, &sendBytes, socklen_t(MemoryLayout<Int32>.size))
+            }
+            var longAddress = sockaddr_ll()
+            longAddress.sll_family = UInt16(AF_PACKET)
+            longAddress.sll_protocol = 0
+            longAddress.sll_ifindex = ifIndex
+            _ = try systemCall("bind(AF_PACKET) of the long-frame socket to \(name)") {
+                withUnsafePointer(to: &longAddress) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(long, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                    }
+                }
+            }
+        }
         let bound = try boundAddress()
         guard bound.sll_hatype == 1 /* ARPHRD_ETHER */ else {
             throw SystemError("interface \(name) is not Ethernet (ARPHRD type \(bound.sll_hatype))", errno: EPROTOTYPE)
@@ -302,6 +344,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
 
     deinit {
         close()
+        longFrameHeader.deallocate()
     }
 
     /// Unmaps the rings and the bulk slots and closes the socket. Idempotent; the port is dead
@@ -320,6 +363,10 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         if fileDescriptor >= 0 {
             _ = Glibc.close(fileDescriptor)
             fileDescriptor = -1
+        }
+        if longFrameSocket >= 0 {
+            _ = Glibc.close(longFrameSocket)
+            longFrameSocket = -1
         }
     }
 

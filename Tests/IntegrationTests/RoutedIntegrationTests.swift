@@ -65,6 +65,11 @@ final class RoutedIntegrationTests: XCTestCase {
         try jumboFrames(environment: ["USERSWITCH_DIRECT_RECEIVE": "1"])
     }
 
+    /// The same with long frames sent by sendmsg (PacketSocketPort+Transmit.swift, "Long frames").
+    func testJumboFramesWithLongFramesBySendmsg() throws {
+        try jumboFrames(environment: ["USERSWITCH_LONG_SEND": "1"])
+    }
+
     private func jumboFrames(environment: [String: String]) throws {
         let (lab, router) = try routedLab(environment: environment)
         defer { lab.tearDown() }

@@ -71,9 +71,11 @@ final class SwitchIntegrationTests: LabTestCase {
         try jumboFrames(startedLab())
     }
 
-    func testJumboFramesWithDirectReceive() throws {
+    /// Both alternatives of the long-frame path at once: direct receive for the unicast frames,
+    /// sendmsg for the flooded ones (read into the switch's memory first).
+    func testJumboFramesWithDirectReceiveAndSendmsg() throws {
         let lab = try XCTUnwrap(lab)
-        try lab.startDaemon(environment: ["USERSWITCH_DIRECT_RECEIVE": "1"])
+        try lab.startDaemon(environment: ["USERSWITCH_DIRECT_RECEIVE": "1", "USERSWITCH_LONG_SEND": "1"])
         try lab.addBridge()
         try jumboFrames(lab)
     }

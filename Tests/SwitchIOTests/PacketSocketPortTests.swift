@@ -320,6 +320,34 @@ final class PacketSocketPortTests: XCTestCase {
         b.releaseReceived()
     }
 
+    func testLongFramesThroughTheRingWhenSendmsgIsOff() throws {
+        // The default: every frame, long ones too, goes through the TX ring, in order.
+        for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
+        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32)
+        framesHandedOut = [:]
+        let a = try PacketSocketPort(interface: nameA, options: options)
+        let b = try PacketSocketPort(interface: nameB, options: options)
+        XCTAssertEqual(a.longFrameSocket, -1)
+        let frames = [60, 4000, 100, 8000, 3000].enumerated().map { craftFrame(sequence: UInt8($0.offset), payloadLength: $0.element) }
+        assertCrossWholeAndInOrder(frames, from: a, to: b)
+    }
+
+    func testLongFramesBySendmsgKeepTheirPlaceBehindRingFrames() throws {
+        // sendLongFrames: long frames leave by sendmsg on the port's second socket, after the ring
+        // frames queued before them, so a mixed batch arrives in the order sent, twice over.
+        for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
+        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32, sendLongFrames: true)
+        framesHandedOut = [:]
+        let a = try PacketSocketPort(interface: nameA, options: options)
+        let b = try PacketSocketPort(interface: nameB, options: options)
+        XCTAssertGreaterThanOrEqual(a.longFrameSocket, 0)
+        for round in 0..<2 {
+            let lengths = [60, 100, 4000, 64, 8000, 8000, 90, 2100, 70]
+            let frames = lengths.enumerated().map { craftFrame(sequence: UInt8(round * 16 + $0.offset), payloadLength: $0.element) }
+            assertCrossWholeAndInOrder(frames, from: a, to: b)
+        }
+    }
+
     func testFramesOfBothSizesArriveOnceEachInTheOrderSent() throws {
         // Jumbo MTU, so that frames longer than a small slot cross the veth without GSO.
         for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
