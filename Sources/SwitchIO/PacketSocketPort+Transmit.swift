@@ -41,9 +41,9 @@
 //   into pages of its own skb, which the veth passes on. Order: ring frames queued before it are
 //   kicked first (the kernel takes them in order); if that kick cannot take them all, the frame
 //   goes through the ring behind them. One syscall per long frame, as receiving one already costs.
-//   Off by default (`Options.sendLongFrames`; USERSWITCH_LONG_SEND=1 turns it on in the daemon):
-//   side by side it raised the router's TCP stream and lowered the bridge's (docs/performance.md,
-//   "Long frames by sendmsg"), so every frame goes through the ring unless asked.
+//   Measured side by side (docs/performance.md, "Long frames by sendmsg"): one TCP stream +17%
+//   bridged and +14% routed over 5 rounds. `Options.sendLongFrames` false (USERSWITCH_LONG_SEND=0
+//   for the daemon) sends every frame through the ring, as before.
 // - Vanishing interfaces (flush, collectKickErrors): a send on a deleted interface fails with
 //   ENXIO, which makes the port dead ("Vanishing interfaces" in PacketSocketPort.swift).
 

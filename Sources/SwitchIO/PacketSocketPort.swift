@@ -14,7 +14,9 @@
 //   tp_status is shared with the kernel (written from softirq on another CPU): it is read with
 //   acquire and written with release ordering (C shims CLinuxNet_load_acquire_u32 /
 //   CLinuxNet_store_release_u32), so frame bytes and status never appear out of order on either
-//   side.
+//   side. A second socket without rings, bound with protocol 0 (it receives nothing), sends the
+//   long frames (see "Long frames" in PacketSocketPort+Transmit.swift): a socket with a TX ring
+//   can only send from its ring.
 // - Slot geometry (ringLayout). The kernel allocates each ring block as a power of two pages and
 //   wastes the tail that does not hold a whole slot, so the block size is the smallest power of two
 //   pages that wastes at most 1/32 of itself: 1 MiB blocks of 15 slots of 68 KiB, 4 KiB blocks of
@@ -73,8 +75,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         public var directReceive: Bool
         /// Long frames sent with sendmsg from where they are, not through the TX ring
         /// (PacketSocketPort+Transmit.swift, "Long frames"): the kernel copies them once into
-        /// its own pages, where a ring slot's pages would be copied at a veth anyway. Off by
-        /// default: side by side it helped the router's TCP and hurt the bridge's
+        /// its own pages, where a ring slot's pages would be copied at a veth anyway
         /// (docs/performance.md, "Long frames by sendmsg").
         public var sendLongFrames: Bool
 
@@ -86,7 +87,7 @@ public final class PacketSocketPort: FramePort, @unchecked Sendable {
         /// frames for one port).
         public init(rxFrames: Int = 4096, rxFrameSize: Int = Options.defaultRxFrameSize, bulkFrames: Int = 64,
                     txFrames: Int = 128, frameSize: Int = Options.defaultFrameSize, promiscuous: Bool = true,
-                    directReceive: Bool = false, sendLongFrames: Bool = false) {
+                    directReceive: Bool = false, sendLongFrames: Bool = true) {
             self.rxFrames = rxFrames
             self.rxFrameSize = rxFrameSize
             self.bulkFrames = bulkFrames

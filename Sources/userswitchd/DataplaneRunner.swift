@@ -84,11 +84,11 @@ enum DataplaneTuning {
     /// USERSWITCH_DIRECT_RECEIVE=1 in the environment turns direct receive on (long frames read
     /// at transmit straight into the egress TX slot; off by default: it measured slower), for
     /// side-by-side measurements and the tests that cover it.
-    /// USERSWITCH_LONG_SEND=1 sends long frames by sendmsg from a second socket instead of the TX
-    /// ring (off by default: measured mixed), for side-by-side runs and the tests that cover it.
+    /// USERSWITCH_LONG_SEND=0 sends long frames through the TX ring like the others, instead of by
+    /// sendmsg from the port's second socket, for side-by-side runs and the tests that cover it.
     static let portOptions = PacketSocketPort.Options(
         directReceive: getenv("USERSWITCH_DIRECT_RECEIVE").map { String(cString: $0) } == "1",
-        sendLongFrames: getenv("USERSWITCH_LONG_SEND").map { String(cString: $0) } == "1")
+        sendLongFrames: getenv("USERSWITCH_LONG_SEND").map { String(cString: $0) } != "0")
     /// After this long without a frame, every empty pass yields the CPU (sched_yield), so that a
     /// traffic generator or guest sharing the core runs before the next pass: spinning keeps
     /// latency low without taking the core from the threads that produce the traffic.

@@ -65,9 +65,10 @@ final class RoutedIntegrationTests: XCTestCase {
         try jumboFrames(environment: ["USERSWITCH_DIRECT_RECEIVE": "1"])
     }
 
-    /// The same with long frames sent by sendmsg (PacketSocketPort+Transmit.swift, "Long frames").
-    func testJumboFramesWithLongFramesBySendmsg() throws {
-        try jumboFrames(environment: ["USERSWITCH_LONG_SEND": "1"])
+    /// The same with every long frame through the TX ring (PacketSocketPort+Transmit.swift,
+    /// "Long frames": sendmsg is the default).
+    func testJumboFramesThroughTheTXRing() throws {
+        try jumboFrames(environment: ["USERSWITCH_LONG_SEND": "0"])
     }
 
     private func jumboFrames(environment: [String: String]) throws {

@@ -321,9 +321,9 @@ final class PacketSocketPortTests: XCTestCase {
     }
 
     func testLongFramesThroughTheRingWhenSendmsgIsOff() throws {
-        // The default: every frame, long ones too, goes through the TX ring, in order.
+        // sendLongFrames false: every frame, long ones too, goes through the TX ring, in order.
         for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
-        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32)
+        let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32, sendLongFrames: false)
         framesHandedOut = [:]
         let a = try PacketSocketPort(interface: nameA, options: options)
         let b = try PacketSocketPort(interface: nameB, options: options)
@@ -333,7 +333,7 @@ final class PacketSocketPortTests: XCTestCase {
     }
 
     func testLongFramesBySendmsgKeepTheirPlaceBehindRingFrames() throws {
-        // sendLongFrames: long frames leave by sendmsg on the port's second socket, after the ring
+        // The default: long frames leave by sendmsg on the port's second socket, after the ring
         // frames queued before them, so a mixed batch arrives in the order sent, twice over.
         for n in [nameA, nameB] { runCommand(["/usr/sbin/ip", "link", "set", n, "mtu", "9000"]) }
         let options = PacketSocketPort.Options(rxFrames: 32, bulkFrames: 8, txFrames: 32, sendLongFrames: true)
