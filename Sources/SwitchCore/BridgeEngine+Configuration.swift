@@ -28,6 +28,7 @@ extension BridgeEngine {
     public func removePort(_ i: Int) throws(BridgeError) -> Port? {
         guard i >= 0 && i < maxPorts && kind[i] != BridgeEngine.kindUnused else { throw .noSuchPort(i) }
         fdb.flush(port: UInt16(i), includingStatic: true)
+        localMACs[i] = nil
         let d = devices[i]
         if let d { retire(d, from: i) }
         removedPortEvents = removedPortEvents + retiredEvents[i]
@@ -84,7 +85,29 @@ extension BridgeEngine {
     public func setMode(_ i: Int, _ mode: VLANMode) throws(BridgeError) {
         guard i >= 0 && i < maxPorts && kind[i] != BridgeEngine.kindUnused else { throw .noSuchPort(i) }
         fdb.flush(port: UInt16(i), includingStatic: false)
+        let own = localMACs[i]
+        if own != nil { setLocalMAC(i, nil) }
         applyMode(i, mode)
+        if let own { setLocalMAC(i, own) }
+    }
+
+    /// Makes `mac` the switch's own address behind port `i` (a TAP port: dom0's stack), or none:
+    /// a local FDB entry in every VLAN the port carries, which never ages or moves, and a frame
+    /// from any other port with that source is dropped (`own-address-source`). As the Linux
+    /// bridge keeps its own addresses; it forwards such frames and logs them, where on a Xen host
+    /// they can only be a guest's spoof or a loop. False when the FDB has no room left.
+    @discardableResult
+    public func setLocalMAC(_ i: Int, _ mac: MACAddress?) -> Bool {
+        precondition(kind[i] != BridgeEngine.kindUnused)
+        let vlans = portModes[i]?.members ?? []
+        if let old = localMACs[i] {
+            for v in vlans where fdb.isLocal(vlan: v, mac: old) { fdb.remove(vlan: v, mac: old) }
+        }
+        localMACs[i] = mac
+        guard let mac else { return true }
+        var ok = true
+        for v in vlans { ok = fdb.addLocal(vlan: v, mac: mac, port: UInt16(i)) && ok }
+        return ok
     }
 
     /// Attaches a backend to a port (its interface came back) or detaches it (nil: the interface

@@ -117,6 +117,9 @@ public final class BridgeEngine<Port: FramePort> {
     public internal(set) var devices: [Port?]
     public internal(set) var portNames: [String?]
     public internal(set) var portModes: [VLANMode?]
+    /// The switch's own MAC behind each port (a TAP port's: dom0's stack), nil for guests' ports:
+    /// local FDB entries in every VLAN of the port (setLocalMAC).
+    public internal(set) var localMACs: [MACAddress?]
 
     // Filtering (Filter/): the rule set as the user sees it, its compiled form (nil: no rules),
     // per-port guest addresses and their compiled table (nil: nothing enforced).
@@ -151,6 +154,7 @@ public final class BridgeEngine<Port: FramePort> {
         devices = Array(repeating: nil, count: maxPorts)
         portNames = Array(repeating: nil, count: maxPorts)
         portModes = Array(repeating: nil, count: maxPorts)
+        localMACs = Array(repeating: nil, count: maxPorts)
         portAddresses = Array(repeating: nil, count: maxPorts)
         local = FixedArray(repeating: false, count: maxPorts)
     }
@@ -282,7 +286,12 @@ public final class BridgeEngine<Port: FramePort> {
         let frames = batch.frames.base, info = batch.info.base
         let port = UInt16(truncatingIfNeeded: p)
         for i in 0..<n where info[i].vlan != 0 {
-            fdb.learn(vlan: info[i].vlan, mac: MACAddress(loadingFrom: frames[i] + 6), port: port, now: now)
+            if fdb.learn(vlan: info[i].vlan, mac: MACAddress(loadingFrom: frames[i] + 6), port: port, now: now) == .ownAddress {
+                // The switch's own address from another port: dropped before forwarding.
+                info[i].vlan = 0
+                fdbKeys[i] = 0
+                drop(.ownAddressSource)
+            }
         }
     }
 

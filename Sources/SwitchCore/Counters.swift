@@ -47,6 +47,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
     /// (PACKET_STATISTICS): the bridge thread was behind or off the CPU. The sum of the ports'
     /// `rxRingFull` events.
     case rxRingFull
+    /// A source MAC that is one of the switch's own addresses (a TAP port's MAC, a local entry),
+    /// arriving on another port: on a Xen host only a spoof or a loop sends it.
+    case ownAddressSource
 
     public var name: String {
         switch self {
@@ -70,6 +73,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .rogueRouterAdvertisement: return "rogue-router-advertisement"
         case .rogueDHCPServer: return "rogue-dhcp-server"
         case .rxRingFull: return "rx-ring-full"
+        case .ownAddressSource: return "own-address-source"
         }
     }
 }

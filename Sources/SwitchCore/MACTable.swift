@@ -72,6 +72,9 @@ public enum LearnResult: Equatable {
     case moved(from: UInt16)
     /// A static entry holds this key on another port; nothing changed.
     case staticConflict
+    /// The key is one of the switch's own addresses (a local entry), held by another port: the
+    /// frame's source is a spoof or a loop (the bridge drops it: `own-address-source`).
+    case ownAddress
 }
 
 public final class MACTable {
@@ -85,6 +88,9 @@ public final class MACTable {
 
     static let none: UInt32 = .max
     static let flagStatic: UInt8 = 1
+    /// A local entry (the switch's own address): static, and a source that claims it elsewhere
+    /// is refused.
+    static let flagLocal: UInt8 = 2
 
     // Hash index.
     let slotBits: Int
@@ -208,7 +214,8 @@ public final class MACTable {
         if s >= 0 {
             let e = Int(slots[s].entry)
             if flags[e] & MACTable.flagStatic != 0 {
-                return ports[e] == port ? .refreshed : .staticConflict
+                if ports[e] == port { return .refreshed }
+                return flags[e] & MACTable.flagLocal != 0 ? .ownAddress : .staticConflict
             }
             let old = ports[e]
             lastSeen[e] = now
@@ -264,6 +271,22 @@ public final class MACTable {
         flags[e] = MACTable.flagStatic
         lastSeen[e] = 0
         return true
+    }
+
+    /// Adds or replaces a local entry: static, never aged or moved, and its MAC refused as a
+    /// source on every other port (the Linux bridge's local entries, stricter).
+    @discardableResult
+    public func addLocal(vlan: UInt16, mac: MACAddress, port: UInt16) -> Bool {
+        guard addStatic(vlan: vlan, mac: mac, port: port) else { return false }
+        let s = slot(of: FDBKey(vlan: vlan, mac: mac).rawValue)
+        flags[Int(slots[s].entry)] = MACTable.flagStatic | MACTable.flagLocal
+        return true
+    }
+
+    /// True when (vlan, mac) is a local entry.
+    public func isLocal(vlan: UInt16, mac: MACAddress) -> Bool {
+        let s = slot(of: FDBKey(vlan: vlan, mac: mac).rawValue)
+        return s >= 0 && flags[Int(slots[s].entry)] & MACTable.flagLocal != 0
     }
 
     /// Removes an entry (static or learned); false when there was none.

@@ -79,6 +79,8 @@ public enum RouterDropReason: Int, CaseIterable, Sendable {
     /// A DHCP request the server does not answer: for another server, relayed, or on a port with no
     /// IPv4 address to hand out.
     case dhcpIgnored
+    /// The router's own MAC as a frame's source: a spoof, or the router's frames looped back.
+    case ownAddressSource
 
     public var name: String {
         switch self {
@@ -119,6 +121,7 @@ public enum RouterDropReason: Int, CaseIterable, Sendable {
         case .rogueDHCPServer: return "rogue-dhcp-server"
         case .badDHCP: return "bad-dhcp"
         case .dhcpIgnored: return "dhcp-ignored"
+        case .ownAddressSource: return "own-address-source"
         }
     }
 }

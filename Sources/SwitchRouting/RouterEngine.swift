@@ -319,6 +319,8 @@ public final class RouterEngine<Port: FramePort> {
             }
             let src = MACAddress(loadingFrom: f + 6)
             if src.isMulticast || src.isZero { drop(.invalidSourceMAC); continue }
+            // The router's own MAC as a source: a spoof, or its own frames looped back.
+            if src == own { drop(.ownAddressSource); continue }
             if type == 0x8100 || type == 0x88A8 { drop(.tagged); continue }
             if type == 0x0806 {
                 if len < 42 { drop(.runt); continue }

@@ -178,6 +178,8 @@ final class Daemon: ControlHandler, @unchecked Sendable {
                     let i = try runner.engine.addPort(name: port, mode: vlan, device: device)
                     runner.portTypes[i] = type
                     runner.engine.setLocal(i, type == .tap) // the bridge's own port for INPUT/OUTPUT
+                    // dom0's MAC on its TAP port: a local FDB entry no guest can take over.
+                    if case .tap(let t)? = device { runner.engine.setLocalMAC(i, t.macAddress) }
                     return .success(i)
                 } catch { return .failure(error) }
             }

@@ -75,3 +75,15 @@ final class RouterReplayTests: XCTestCase {
         XCTAssertEqual(engine.portCounters(0).txFrames, 3)
     }
 }
+
+final class RouterOwnAddressTests: XCTestCase {
+    func testFramesWithTheRoutersOwnMACAsSourceAreDropped() throws {
+        let l = try RouterLab(guests: [RouterPortConfiguration(addresses: [IPv4Prefix("192.0.2.10")!], antiSpoofing: false)])
+        // On the uplink (a LAN host spoofing the router, or its own frames looped back) and on a guest port.
+        l.send(Packet.udp(src: ip("192.0.2.7"), dst: ip("192.0.2.10"), from: RouterLab.routerMAC, to: RouterLab.routerMAC), on: 0)
+        l.send(Packet.arp(op: 1, sha: RouterLab.routerMAC, spa: ip("192.0.2.10"), tpa: ip("192.0.2.1")), on: 1)
+        XCTAssertTrue(l.out(0).isEmpty)
+        XCTAssertTrue(l.out(1).isEmpty)
+        XCTAssertEqual(l.drops(.ownAddressSource), 2)
+    }
+}
