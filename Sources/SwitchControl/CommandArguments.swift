@@ -27,7 +27,7 @@ public struct PortArguments: Equatable, Sendable {
         self.vlan = vlan
     }
 
-    public static let keys = ["tag", "trunks", "native", "type", "mac", "ip", "anti-spoofing", "ra", "dhcp"]
+    public static let keys = ["tag", "trunks", "native", "type", "mac", "ip", "anti-spoofing", "ra", "dhcp", "max-macs"]
 
     /// The guest's addresses (`mac=M[,M]`, `ip="A B"`, `anti-spoofing=on|off`), nil when none given.
     public var addresses: PortAddressInfo? = nil
@@ -69,7 +69,7 @@ public struct PortArguments: Equatable, Sendable {
         }
         var p = PortArguments(bridge: spec.bridge, type: type, vlan: vlan)
         if options["mac"] != nil || options["ip"] != nil || options["anti-spoofing"] != nil || options["ra"] != nil
-            || options["dhcp"] != nil {
+            || options["dhcp"] != nil || options["max-macs"] != nil {
             p.addresses = try CommandArguments.portAddresses(mac: options["mac"], ip: options["ip"], antiSpoofing: options["anti-spoofing"])
             if let ra = options["ra"] {
                 switch ra {
@@ -78,6 +78,7 @@ public struct PortArguments: Equatable, Sendable {
                 default: throw CommandLineError("invalid ra '\(ra)': expected on or off")
                 }
             }
+            if let m = options["max-macs"] { p.addresses?.maxMACs = try CommandArguments.parseMaxMACs(m) }
             if let dhcp = options["dhcp"] {
                 switch dhcp {
                 case "on", "yes", "true": p.addresses?.dhcp = true
@@ -128,13 +129,22 @@ public enum CommandArguments {
         return .addPort(bridge: p.bridge, port: port, type: p.type, vlan: p.vlan)
     }
 
-    /// `set-port BRIDGE PORT [mac=M[,M...]] [ip="A B ..."] [anti-spoofing=on|off]`.
+    /// `set-port BRIDGE PORT [mac=M[,M...]] [ip="A B ..."] [anti-spoofing=on|off] [max-macs=N]`.
     public static func setPort(bridge: String, port: String, words: [String]) throws(CommandLineError) -> ControlCommand {
-        let o = try KeyValueWords.parse(words, allowed: ["mac", "ip", "anti-spoofing"], what: "port property")
-        guard !o.isEmpty else { throw CommandLineError("set-port needs mac=, ip= or anti-spoofing=") }
+        let o = try KeyValueWords.parse(words, allowed: ["mac", "ip", "anti-spoofing", "max-macs"], what: "port property")
+        guard !o.isEmpty else { throw CommandLineError("set-port needs mac=, ip=, anti-spoofing= or max-macs=") }
         let a = try portAddresses(mac: o["mac"], ip: o["ip"], antiSpoofing: o["anti-spoofing"])
         return .setPort(bridge: bridge, port: port, macs: o["mac"] == nil ? nil : a.macs,
-                        ips: o["ip"] == nil ? nil : a.ips, antiSpoofing: a.antiSpoofing)
+                        ips: o["ip"] == nil ? nil : a.ips, antiSpoofing: a.antiSpoofing,
+                        maxMACs: try o["max-macs"].map { m throws(CommandLineError) in try parseMaxMACs(m) })
+    }
+
+    /// `max-macs=N`: 0 (no limit) to 65535.
+    public static func parseMaxMACs(_ text: String) throws(CommandLineError) -> Int {
+        guard let n = Int(text), n >= 0, n <= 65535 else {
+            throw CommandLineError("invalid max-macs '\(text)': expected a number from 0 (no limit) to 65535")
+        }
+        return n
     }
 
     /// Guest addresses from `mac=`, `ip=` and `anti-spoofing=` values; `none` clears a list.

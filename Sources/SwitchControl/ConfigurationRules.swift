@@ -110,7 +110,13 @@ extension ControlCommand {
         case .addPortWithAddresses(_, let port, _, let vlan, let addresses):
             try Self.checkPort(port, vlan)
             try Self.checkAddresses(macs: addresses.macs, ips: addresses.ips)
-        case .setPort(_, _, let macs, let ips, _):
+            if let m = addresses.maxMACs, m < 0 || m > 65535 {
+                throw ConfigurationError("invalid max-macs \(m): expected a number from 0 (no limit) to 65535")
+            }
+        case .setPort(_, _, let macs, let ips, _, let maxMACs):
+            if let m = maxMACs, m < 0 || m > 65535 {
+                throw ConfigurationError("invalid max-macs \(m): expected a number from 0 (no limit) to 65535")
+            }
             try Self.checkAddresses(macs: macs ?? [], ips: ips ?? [])
         case .fdbAdd(_, let mac, let vlan, _):
             try Self.checkVLAN(vlan)

@@ -46,7 +46,7 @@ public enum ControlCommand: Codable, Sendable, Equatable {
     case filterRestore(bridge: String?, text: String)
     /// Sets a port's guest MACs, IP addresses (`10.0.0.5`, `10.0.1.0/24`, `2001:db8::5`) and
     /// anti-spoofing (nil: on when it has an address); a nil list leaves that list unchanged.
-    case setPort(bridge: String, port: String, macs: [MACAddress]?, ips: [String]?, antiSpoofing: Bool?)
+    case setPort(bridge: String, port: String, macs: [MACAddress]?, ips: [String]?, antiSpoofing: Bool?, maxMACs: Int? = nil)
     /// add-port with the guest's addresses (`mac=`, `ip=`, `anti-spoofing=`): enforced from the
     /// port's first frame.
     case addPortWithAddresses(bridge: String, port: String, type: PortType, vlan: VLANMode, addresses: PortAddressInfo)
@@ -153,10 +153,13 @@ public struct PortAddressInfo: Codable, Sendable, Equatable {
     public var routerAdvertisements: Bool?
     /// The router's DHCP server on the port (`dhcp=on`), for a port on a router only; nil: not given.
     public var dhcp: Bool?
+    /// Port security (`max-macs=N`): at most N learned source MACs on a bridge port, 0 no limit;
+    /// nil: not given (no limit).
+    public var maxMACs: Int?
     public init(macs: [MACAddress] = [], ips: [String] = [], antiSpoofing: Bool? = nil, routerAdvertisements: Bool? = nil,
-                dhcp: Bool? = nil) {
+                dhcp: Bool? = nil, maxMACs: Int? = nil) {
         self.macs = macs; self.ips = ips; self.antiSpoofing = antiSpoofing; self.routerAdvertisements = routerAdvertisements
-        self.dhcp = dhcp
+        self.dhcp = dhcp; self.maxMACs = maxMACs
     }
 }
 

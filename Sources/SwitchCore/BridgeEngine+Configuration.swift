@@ -28,6 +28,7 @@ extension BridgeEngine {
     public func removePort(_ i: Int) throws(BridgeError) -> Port? {
         guard i >= 0 && i < maxPorts && kind[i] != BridgeEngine.kindUnused else { throw .noSuchPort(i) }
         fdb.flush(port: UInt16(i), includingStatic: true)
+        fdb.setLimit(port: UInt16(i), 0)
         localMACs[i] = nil
         let d = devices[i]
         if let d { retire(d, from: i) }
@@ -90,6 +91,11 @@ extension BridgeEngine {
         applyMode(i, mode)
         if let own { setLocalMAC(i, own) }
     }
+
+    /// Port security: at most `limit` learned source MACs on port `i` (0: no limit); frames from
+    /// a new source beyond it are dropped (`mac-limit`), the MACs already learned keep working.
+    public func setMACLimit(_ i: Int, _ limit: Int) { fdb.setLimit(port: UInt16(i), limit) }
+    public func macLimit(_ i: Int) -> Int { fdb.limit(port: UInt16(i)) }
 
     /// Makes `mac` the switch's own address behind port `i` (a TAP port: dom0's stack), or none:
     /// a local FDB entry in every VLAN the port carries, which never ages or moves, and a frame

@@ -286,11 +286,19 @@ public final class BridgeEngine<Port: FramePort> {
         let frames = batch.frames.base, info = batch.info.base
         let port = UInt16(truncatingIfNeeded: p)
         for i in 0..<n where info[i].vlan != 0 {
-            if fdb.learn(vlan: info[i].vlan, mac: MACAddress(loadingFrom: frames[i] + 6), port: port, now: now) == .ownAddress {
+            switch fdb.learn(vlan: info[i].vlan, mac: MACAddress(loadingFrom: frames[i] + 6), port: port, now: now) {
+            case .ownAddress:
                 // The switch's own address from another port: dropped before forwarding.
                 info[i].vlan = 0
                 fdbKeys[i] = 0
                 drop(.ownAddressSource)
+            case .limitReached:
+                // Port security: a source beyond the port's max-macs.
+                info[i].vlan = 0
+                fdbKeys[i] = 0
+                drop(.macLimit)
+            default:
+                break
             }
         }
     }

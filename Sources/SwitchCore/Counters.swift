@@ -50,6 +50,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     /// A source MAC that is one of the switch's own addresses (a TAP port's MAC, a local entry),
     /// arriving on another port: on a Xen host only a spoof or a loop sends it.
     case ownAddressSource
+    /// Port security: a new source MAC on a port that already holds its `max-macs` learned ones.
+    case macLimit
 
     public var name: String {
         switch self {
@@ -74,6 +76,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .rogueDHCPServer: return "rogue-dhcp-server"
         case .rxRingFull: return "rx-ring-full"
         case .ownAddressSource: return "own-address-source"
+        case .macLimit: return "mac-limit"
         }
     }
 }

@@ -50,6 +50,9 @@ public struct FDBEntry: Equatable, Sendable {
     public var isStatic: Bool
     /// Milliseconds since last seen (0 for static entries).
     public var ageMilliseconds: UInt32
+    /// The switch's own address (a local entry, also static); not saved with the configuration:
+    /// it follows its TAP port.
+    public var isLocal: Bool = false
 }
 
 /// One slot of the FDB's hash index: 16 bytes, four to a cache line.
@@ -75,6 +78,9 @@ public enum LearnResult: Equatable {
     /// The key is one of the switch's own addresses (a local entry), held by another port: the
     /// frame's source is a spoof or a loop (the bridge drops it: `own-address-source`).
     case ownAddress
+    /// The port already holds its limit of learned MACs (port security, `max-macs`): a new source
+    /// is not learned (the bridge drops its frame: `mac-limit`).
+    case limitReached
 }
 
 public final class MACTable {
@@ -115,6 +121,8 @@ public final class MACTable {
     let lruHead: FixedArray<UInt32>
     let lruTail: FixedArray<UInt32>
     let portLearned: FixedArray<Int32>
+    /// Learned entries each port may hold (port security), 0: no limit.
+    let portLimit: FixedArray<Int32>
 
     /// A table for `capacity` entries (learned and static together) on ports 0..<maxPorts.
     public init(capacity: Int, maxPorts: Int = 1024) {
@@ -139,6 +147,7 @@ public final class MACTable {
         lruHead = FixedArray(repeating: MACTable.none, count: maxPorts)
         lruTail = FixedArray(repeating: MACTable.none, count: maxPorts)
         portLearned = FixedArray(repeating: 0, count: maxPorts)
+        portLimit = FixedArray(repeating: 0, count: maxPorts)
     }
 
     /// Bytes of memory per entry of capacity (index slots included), for capacity planning.
@@ -228,6 +237,8 @@ public final class MACTable {
                 }
                 return .refreshed
             }
+            let limit = portLimit[Int(port)]
+            if limit > 0 && portLearned[Int(port)] >= limit { return .limitReached }
             lruUnlink(e, port: Int(old))
             portLearned[Int(old)] -= 1
             ports[e] = port
@@ -238,6 +249,8 @@ public final class MACTable {
             moves &+= 1
             return .moved(from: old)
         }
+        let limit = portLimit[Int(port)]
+        if limit > 0 && portLearned[Int(port)] >= limit { return .limitReached }
         if count >= capacity && !evictOne() { return .staticConflict }
         let e = allocateEntry(key: key, port: port)
         flags[e] = 0
@@ -352,6 +365,11 @@ public final class MACTable {
     /// Learned entries held by `port`.
     public func learnedCount(port: UInt16) -> Int { Int(portLearned[Int(port)]) }
 
+    /// At most `limit` learned entries on `port` (0: no limit). Entries it holds beyond a lowered
+    /// limit stay until they age or move; only new ones are refused.
+    public func setLimit(port: UInt16, _ limit: Int) { portLimit[Int(port)] = Int32(clamping: limit) }
+    public func limit(port: UInt16) -> Int { Int(portLimit[Int(port)]) }
+
     /// Every entry, for `fdb` listings (allocates: control path only).
     public func entries(now: UInt32) -> [FDBEntry] {
         var out: [FDBEntry] = []
@@ -361,7 +379,7 @@ public final class MACTable {
             let k = FDBKey(rawValue: keys[e])
             let st = flags[e] & MACTable.flagStatic != 0
             out.append(FDBEntry(vlan: k.vlan, mac: k.mac, port: ports[e], isStatic: st,
-                                ageMilliseconds: st ? 0 : now &- lastSeen[e]))
+                                ageMilliseconds: st ? 0 : now &- lastSeen[e], isLocal: flags[e] & MACTable.flagLocal != 0))
         }
         return out
     }

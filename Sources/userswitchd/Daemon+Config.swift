@@ -69,11 +69,10 @@ extension Daemon {
                 let e = runner.engine
                 let ports = e.portIndices.map { i in
                     PortConfiguration(name: e.portNames[i]!, type: runner.portTypes[i] ?? .system, vlan: e.portModes[i]!,
-                                      addresses: e.portAddresses[i].map {
-                                          PortAddressInfo(macs: $0.macs, ips: $0.ipWords, antiSpoofing: $0.antiSpoofing)
-                                      })
+                                      addresses: Daemon.addressInfo(e, i))
                 }
-                let statics = e.fdb.entries(now: now).filter(\.isStatic).compactMap { x in
+                // Local entries (a TAP port's MAC) follow their port and are not saved.
+                let statics = e.fdb.entries(now: now).filter { $0.isStatic && !$0.isLocal }.compactMap { x in
                     e.portNames[Int(x.port)].map { StaticFDBEntry(mac: x.mac, vlan: x.vlan, port: $0) }
                 }.sorted { ($0.port, $0.vlan, $0.mac) < ($1.port, $1.vlan, $1.mac) }
                 return BridgeConfiguration(name: name, ageingSeconds: e.settings.ageingMilliseconds / 1000,
@@ -191,7 +190,8 @@ extension Daemon {
                 // Anti-spoofing addresses, through the same command as `set-port`.
                 if (cp?.addresses ?? nil) != p.addresses {
                     let a = p.addresses ?? PortAddressInfo()
-                    _ = try execute(.setPort(bridge: t.name, port: p.name, macs: a.macs, ips: a.ips, antiSpoofing: a.antiSpoofing))
+                    _ = try execute(.setPort(bridge: t.name, port: p.name, macs: a.macs, ips: a.ips, antiSpoofing: a.antiSpoofing,
+                                             maxMACs: a.maxMACs ?? 0))
                 }
             }
         }

@@ -48,7 +48,7 @@ extension Daemon {
             logger.info("filter \(bridge ?? ""): restored \(set.ruleCount) rules in \(set.chains.count) chains")
             return .done
 
-        case .setPort(let bridge, let port, let macs, let ips, let antiSpoofing):
+        case .setPort(let bridge, let port, let macs, let ips, let antiSpoofing, let maxMACs):
             guard let r = bridges[bridge] else { throw CommandError("no such bridge '\(bridge)'") }
             let parsedIPs = try ips.map { try Daemon.parseAddresses($0) }
             let err: String? = r.sync { runner in
@@ -59,6 +59,7 @@ extension Daemon {
                 if let p = parsedIPs { a.ipv4 = p.0; a.ipv6 = p.1 }
                 if let antiSpoofing { a.antiSpoofing = antiSpoofing }
                 e.setPortAddresses(i, a.isEmpty && a.antiSpoofing == nil ? nil : a)
+                if let maxMACs { e.setMACLimit(i, maxMACs) }
                 return nil
             }
             if let err { throw CommandError(err) }
@@ -75,7 +76,9 @@ extension Daemon {
             _ = try execute(.addPort(bridge: bridge, port: port, type: type, vlan: vlan))
             let addresses = PortAddresses(macs: info.macs, ipv4: ips.0, ipv6: ips.1, antiSpoofing: info.antiSpoofing)
             bridges[bridge]?.sync { runner in
-                if let i = runner.engine.portIndex(named: port) { runner.engine.setPortAddresses(i, addresses) }
+                guard let i = runner.engine.portIndex(named: port) else { return }
+                runner.engine.setPortAddresses(i, addresses.isEmpty && addresses.antiSpoofing == nil ? nil : addresses)
+                if let m = info.maxMACs { runner.engine.setMACLimit(i, m) }
             }
             return .done
 
@@ -142,14 +145,22 @@ extension Daemon {
         return (p.v4, p.v6)
     }
 
-    /// `show` fields of port `i`: its anti-spoofing and addresses.
+    /// `show` fields of port `i`: its anti-spoofing, addresses and MAC limit.
     static func withAddresses(_ info: PortInfo, _ engine: BridgeEngine<SwitchPort>, _ i: Int) -> PortInfo {
         var info = info
-        if let a = engine.portAddresses[i] {
-            info.antiSpoofing = a.enforced
-            info.addresses = PortAddressInfo(macs: a.macs, ips: a.ipWords, antiSpoofing: a.antiSpoofing)
-        } else {
-            info.antiSpoofing = false
+        info.antiSpoofing = engine.portAddresses[i]?.enforced ?? false
+        info.addresses = addressInfo(engine, i)
+        return info
+    }
+
+    /// Port `i`'s guest addresses, anti-spoofing and MAC limit as the protocol and the saved
+    /// configuration carry them; nil when it has none of them.
+    static func addressInfo(_ engine: BridgeEngine<SwitchPort>, _ i: Int) -> PortAddressInfo? {
+        let limit = engine.macLimit(i)
+        var info = engine.portAddresses[i].map { PortAddressInfo(macs: $0.macs, ips: $0.ipWords, antiSpoofing: $0.antiSpoofing) }
+        if limit > 0 {
+            if info == nil { info = PortAddressInfo() }
+            info?.maxMACs = limit
         }
         return info
     }

@@ -233,6 +233,9 @@ extension Daemon {
         guard !parsed.v4.isEmpty || !parsed.v6.isEmpty else {
             throw CommandError("a routed port needs the guest's addresses: ip=\"A [B ...]\"")
         }
+        if addresses.maxMACs != nil {
+            throw CommandError("max-macs= is an option of a bridge port: a routed port carries its one guest's MAC (mac=)")
+        }
         if addresses.dhcp == true && parsed.v4.isEmpty {
             throw CommandError("dhcp=on needs an IPv4 address in ip= to hand out")
         }

@@ -118,6 +118,43 @@ final class SwitchIntegrationTests: LabTestCase {
         XCTAssertTrue(s3.collect(for: 0.5) { $0.etherType == TestFrame.etherType }.isEmpty, "learned unicast flooded")
     }
 
+    /// Port security with the real daemon: `max-macs=2` on a port, a third source MAC's frames
+    /// are dropped and counted while the first two keep working; `set-port max-macs=0` lifts it;
+    /// the limit is shown and saved.
+    func testMaxMACsLimitsLearningOnAPort() throws {
+        let lab = try startedLab()
+        for (i, name) in ["h1", "h2"].enumerated() {
+            try lab.addGuest(name, ip: nil, macSuffix: UInt8(i + 1))
+        }
+        try lab.addPort("h1")
+        try lab.addPort("h2", ["max-macs=2"])
+        let s1 = try lab.packetSocket("h1"), s2 = try lab.packetSocket("h2")
+        let h1 = macBytes(lab.guest("h1").mac)
+        let sources: [[UInt8]] = (1...3).map { [0x02, 0xcc, 0, 0, 0, UInt8($0)] }
+        for src in sources.prefix(2) { try s2.send(TestFrame.make(destination: h1, source: src, payload: TestFrame.nonce())) }
+        usleep(200_000)
+        s1.drain()
+        let nonce = TestFrame.nonce()
+        try s2.send(TestFrame.make(destination: h1, source: sources[2], payload: nonce))
+        XCTAssertNil(s1.receive(timeout: 1) { $0.carries(nonce) }, "the third MAC's frame got through")
+        XCTAssertEqual(try lab.dropCounters()["mac-limit"], 1)
+        let known = TestFrame.nonce()
+        try s2.send(TestFrame.make(destination: h1, source: sources[0], payload: known))
+        XCTAssertNotNil(s1.receive(timeout: 2) { $0.carries(known) }, "a learned MAC stopped working")
+        let fdb = try lab.mustCtl(["fdb", lab.bridge])
+        XCTAssertFalse(fdb.contains("02:cc:00:00:00:03"), fdb)
+        XCTAssertTrue(try lab.mustCtl(["show-config"]).contains("\"maxMACs\" : 2"))
+        let show = try lab.ctlJSON(["show"])
+        XCTAssertEqual(JSONSearch.objects(in: show).first { $0["name"] as? String == lab.guest("h2").port }
+                        .flatMap { ($0["addresses"] as? [String: Any])?["maxMACs"] as? Int }, 2)
+        // Lifted: the third MAC is learned now.
+        try lab.mustCtl(["set-port", lab.bridge, lab.guest("h2").port, "max-macs=0"])
+        let later = TestFrame.nonce()
+        try s2.send(TestFrame.make(destination: h1, source: sources[2], payload: later))
+        XCTAssertNotNil(s1.receive(timeout: 2) { $0.carries(later) })
+        XCTAssertFalse(try lab.mustCtl(["show-config"]).contains("maxMACs"), "no limit is not saved")
+    }
+
     func testVLANIsolationAndTrunkTagging() throws {
         let lab = try startedLab()
         try lab.addGuest("a10", ip: nil, macSuffix: 0x10)

@@ -135,6 +135,8 @@ final class XenHotplugTests: LabTestCase {
         let addresses = try XCTUnwrap(port["addresses"] as? [String: Any])
         XCTAssertEqual(addresses["macs"] as? [String], [g.mac])
         XCTAssertEqual(addresses["ips"] as? [String], ["10.81.0.1", "10.81.5.0/24"])
+        // Port security: the default limit of learned MACs for a guest vif.
+        XCTAssertEqual(addresses["maxMACs"] as? Int, 16)
         // vif-bridge semantics on the backend device.
         XCTAssertEqual(macOf(g.port), "fe:ff:ff:ff:ff:ff")
         XCTAssertEqual(try String(contentsOfFile: "/sys/class/net/\(g.port)/mtu", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), "1400")

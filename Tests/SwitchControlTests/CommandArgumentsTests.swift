@@ -57,11 +57,11 @@ final class CommandArgumentsTests: XCTestCase {
         XCTAssertEqual(portError("br0", "trunks=10", "native=0"), "invalid VLAN ID '0': expected a number from 1 to 4094")
         XCTAssertEqual(portError("br0", "type=vhost"), "invalid port type 'vhost': expected tap or system")
         XCTAssertEqual(portError("br0", "mode=access"),
-                       "unknown port option 'mode' in 'mode=access': expected one of tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=")
+                       "unknown port option 'mode' in 'mode=access': expected one of tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=, max-macs=")
         XCTAssertEqual(portError("br0", "tag"),
-                       "unexpected argument 'tag': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=)")
+                       "unexpected argument 'tag': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=, max-macs=)")
         XCTAssertEqual(portError("br0", "=10"),
-                       "unexpected argument '=10': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=)")
+                       "unexpected argument '=10': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=, max-macs=)")
         XCTAssertEqual(portError("br0", "tag="), "port option 'tag=' needs a value")
         XCTAssertEqual(portError("br0", "tag=10", "tag=20"), "port option 'tag=' given more than once")
         XCTAssertEqual(portError("xenbr0.10", "tag=20"),
@@ -73,6 +73,16 @@ final class CommandArgumentsTests: XCTestCase {
         XCTAssertEqual(portError("a.b.c"), "no valid bridge in 'a.b.c': expected BRIDGE[.VLAN][:TRUNK[:TRUNK...]]")
         XCTAssertEqual(portError(".10"), "no valid bridge in '.10': expected BRIDGE[.VLAN][:TRUNK[:TRUNK...]]")
         XCTAssertEqual(portError("br0:5000"), "no valid bridge in 'br0:5000': expected BRIDGE[.VLAN][:TRUNK[:TRUNK...]]")
+    }
+
+    func testMaxMACs() throws {
+        XCTAssertEqual(try port("br0", "max-macs=16").addresses?.maxMACs, 16)
+        XCTAssertEqual(try port("br0", "max-macs=0").addresses?.maxMACs, 0)
+        XCTAssertEqual(portError("br0", "max-macs=-1"), "invalid max-macs '-1': expected a number from 0 (no limit) to 65535")
+        XCTAssertEqual(portError("br0", "max-macs=many"), "invalid max-macs 'many': expected a number from 0 (no limit) to 65535")
+        XCTAssertEqual(try CommandArguments.setPort(bridge: "br0", port: "vif1.0", words: ["max-macs=4"]),
+                       .setPort(bridge: "br0", port: "vif1.0", macs: nil, ips: nil, antiSpoofing: nil, maxMACs: 4))
+        XCTAssertThrowsError(try CommandArguments.setPort(bridge: "br0", port: "vif1.0", words: ["max-macs=70000"]))
     }
 
     func testRouterPortOptions() throws {
