@@ -12,11 +12,16 @@
 //   A learn hit refreshes `lastSeen` and moves the entry to the tail of the list at most once per
 //   second of the coarse clock, so the per-frame cost stays a couple of stores. `age(now:)` walks
 //   each port's list from its head and stops at the first entry young enough.
-// - Static entries never age and never move: they are not in any LRU list and a learn of the same
-//   key on another port leaves them alone.
+// - Static entries never age and never move: they are in their port's static list (linked through
+//   the same slab links), not in an LRU list, and a learn of the same key on another port leaves
+//   them alone. Removing a port walks its two lists, never the index.
 // - Capacity and fair eviction (MAC-flood defence): when the learned entries reach capacity, the
 //   port that holds the most learned entries loses its least recently used one, so one guest
-//   flooding random source MACs only evicts its own addresses, not its neighbours'.
+//   flooding random source MACs only evicts its own addresses, not its neighbours'. The ports sit
+//   in buckets by learned count (a doubly linked list of ports per count, and the highest count
+//   with a port in it); a count moves by one at a time, so keeping the buckets costs a few stores
+//   per change and the victim is the head of the highest bucket: O(1), no scan of the ports
+//   during a flood. The bucket heads take 2 bytes per entry of capacity.
 // - MAC moves: a learned address seen on another port moves there (counted in `moves`).
 // - Batched lookup (`lookup(keys:count:ports:)`, used by the forward stage): at 1M entries the index
 //   (2M slots, 32 MiB) is larger than the caches, so nearly every lookup misses to memory. One
@@ -123,6 +128,18 @@ public final class MACTable {
     let portLearned: FixedArray<Int32>
     /// Learned entries each port may hold (port security), 0: no limit.
     let portLimit: FixedArray<Int32>
+    // Per-port lists of static entries (through `prev`/`next`).
+    let staticHead: FixedArray<UInt32>
+    let staticTail: FixedArray<UInt32>
+    /// Ports by learned count: `bucketHead[c]` is the first port with c learned entries (ports
+    /// with none are in no bucket), `bucketNext`/`bucketPrev` link the ports of one count, and
+    /// `top[0]` is the highest count any port has (in raw memory, as the other per-frame state:
+    /// no exclusivity check per access).
+    let bucketHead: FixedArray<UInt16>
+    let bucketNext: FixedArray<UInt16>
+    let bucketPrev: FixedArray<UInt16>
+    let top: FixedArray<Int32>
+    static let noPort: UInt16 = .max
 
     /// A table for `capacity` entries (learned and static together) on ports 0..<maxPorts.
     public init(capacity: Int, maxPorts: Int = 1024) {
@@ -148,11 +165,46 @@ public final class MACTable {
         lruTail = FixedArray(repeating: MACTable.none, count: maxPorts)
         portLearned = FixedArray(repeating: 0, count: maxPorts)
         portLimit = FixedArray(repeating: 0, count: maxPorts)
+        staticHead = FixedArray(repeating: MACTable.none, count: maxPorts)
+        staticTail = FixedArray(repeating: MACTable.none, count: maxPorts)
+        precondition(maxPorts < Int(MACTable.noPort))
+        bucketHead = FixedArray(repeating: MACTable.noPort, count: capacity + 1)
+        bucketNext = FixedArray(repeating: MACTable.noPort, count: maxPorts)
+        bucketPrev = FixedArray(repeating: MACTable.noPort, count: maxPorts)
+        top = FixedArray(repeating: 0, count: 1)
+    }
+
+    /// One more (delta 1) or one fewer (delta -1) learned entry on port `p`: the port moves to the
+    /// next bucket.
+    @inline(__always)
+    func addLearned(_ p: Int, _ delta: Int32) {
+        let old = portLearned[p]
+        let new = old &+ delta
+        portLearned[p] = new
+        let port = UInt16(truncatingIfNeeded: p)
+        if old > 0 {
+            let pr = bucketPrev[p], nx = bucketNext[p]
+            if pr == MACTable.noPort { bucketHead[Int(old)] = nx } else { bucketNext[Int(pr)] = nx }
+            if nx != MACTable.noPort { bucketPrev[Int(nx)] = pr }
+        }
+        if new > 0 {
+            let h = bucketHead[Int(new)]
+            bucketNext[p] = h
+            bucketPrev[p] = MACTable.noPort
+            if h != MACTable.noPort { bucketPrev[Int(h)] = port }
+            bucketHead[Int(new)] = port
+        }
+        let t = top[0]
+        if new > t {
+            top[0] = new
+        } else if old == t && bucketHead[Int(old)] == MACTable.noPort {
+            top[0] = new  // the highest bucket emptied: the next one down has this port
+        }
     }
 
     /// Bytes of memory per entry of capacity (index slots included), for capacity planning.
     public var bytesPerEntry: Double {
-        let slab = capacity * (8 + 2 + 1 + 4 + 4 + 4 + 4)
+        let slab = capacity * (8 + 2 + 1 + 4 + 4 + 4 + 4 + 2)  // the last 2: the ports-by-count bucket heads
         let index = (1 << slotBits) * MemoryLayout<FDBSlot>.stride
         return Double(slab + index) / Double(capacity)
     }
@@ -240,12 +292,12 @@ public final class MACTable {
             let limit = portLimit[Int(port)]
             if limit > 0 && portLearned[Int(port)] >= limit { return .limitReached }
             lruUnlink(e, port: Int(old))
-            portLearned[Int(old)] -= 1
+            addLearned(Int(old), -1)
             ports[e] = port
             slots[s].port = port
             lruStamp[e] = now / 1000
             lruAppend(e, port: Int(port))
-            portLearned[Int(port)] += 1
+            addLearned(Int(port), 1)
             moves &+= 1
             return .moved(from: old)
         }
@@ -257,7 +309,7 @@ public final class MACTable {
         lastSeen[e] = now
         lruStamp[e] = now / 1000
         lruAppend(e, port: Int(port))
-        portLearned[Int(port)] += 1
+        addLearned(Int(port), 1)
         learnedCount += 1
         return .learned
     }
@@ -271,18 +323,22 @@ public final class MACTable {
             let e = Int(slots[s].entry)
             if flags[e] & MACTable.flagStatic == 0 {
                 lruUnlink(e, port: Int(ports[e]))
-                portLearned[Int(ports[e])] -= 1
+                addLearned(Int(ports[e]), -1)
                 learnedCount -= 1
+            } else {
+                staticUnlink(e, port: Int(ports[e]))
             }
             ports[e] = port
             slots[s].port = port
             flags[e] = MACTable.flagStatic
+            staticAppend(e, port: Int(port))
             return true
         }
         if count >= capacity && !evictOne() { return false }
         let e = allocateEntry(key: key, port: port)
         flags[e] = MACTable.flagStatic
         lastSeen[e] = 0
+        staticAppend(e, port: Int(port))
         return true
     }
 
@@ -320,14 +376,11 @@ public final class MACTable {
             e = n
         }
         if includingStatic {
-            var s = 0
-            while s <= slotMask {
-                let e = Int(slots[s].entry)
-                if slots[s].key != 0 && ports[e] == port {
-                    removeEntry(e, slot: s)
-                    continue // the slot now holds a shifted entry: look at it again
-                }
-                s += 1
+            e = staticHead[Int(port)]
+            while e != MACTable.none {
+                let n = next[Int(e)]
+                removeEntry(Int(e), slot: slot(of: keys[Int(e)]))
+                e = n
             }
         }
     }
@@ -404,8 +457,10 @@ public final class MACTable {
     func removeEntry(_ e: Int, slot s: Int) {
         if flags[e] & MACTable.flagStatic == 0 {
             lruUnlink(e, port: Int(ports[e]))
-            portLearned[Int(ports[e])] -= 1
+            addLearned(Int(ports[e]), -1)
             learnedCount -= 1
+        } else {
+            staticUnlink(e, port: Int(ports[e]))
         }
         flags[e] = 0
         next[e] = freeHead
@@ -431,13 +486,9 @@ public final class MACTable {
 
     /// Fair eviction: the least recently used entry of the port with the most learned entries.
     func evictOne() -> Bool {
-        var victimPort = -1
-        var most: Int32 = 0
-        for p in 0..<maxPorts where portLearned[p] > most {
-            most = portLearned[p]
-            victimPort = p
-        }
-        guard victimPort >= 0 else { return false }
+        let t = top[0]
+        guard t > 0 else { return false }
+        let victimPort = Int(bucketHead[Int(t)])
         let e = Int(lruHead[victimPort])
         removeEntry(e, slot: slot(of: keys[e]))
         evictions &+= 1
@@ -452,6 +503,25 @@ public final class MACTable {
         prev[e] = MACTable.none
         next[e] = MACTable.none
     }
+
+    func staticUnlink(_ e: Int, port: Int) {
+        let p = prev[e], n = next[e]
+        if p == MACTable.none { staticHead[port] = n } else { next[Int(p)] = n }
+        if n == MACTable.none { staticTail[port] = p } else { prev[Int(n)] = p }
+        prev[e] = MACTable.none
+        next[e] = MACTable.none
+    }
+
+    func staticAppend(_ e: Int, port: Int) {
+        let t = staticTail[port]
+        prev[e] = t
+        next[e] = MACTable.none
+        if t == MACTable.none { staticHead[port] = UInt32(e) } else { next[Int(t)] = UInt32(e) }
+        staticTail[port] = UInt32(e)
+    }
+
+    /// The port the fair eviction would take an entry from now (the most learned entries), for tests.
+    public var evictionVictim: Int? { top[0] > 0 ? Int(bucketHead[Int(top[0])]) : nil }
 
     @inline(__always)
     func lruAppend(_ e: Int, port: Int) {

@@ -156,7 +156,7 @@ final class MACTableTests: XCTestCase {
             let universe = (0..<hosts).map { Frame.host($0 + 1) }
             var lastSeen: [MACAddress: UInt32] = [:]
             var now: UInt32 = 1_000
-            for step in 0..<20_000 {
+            for step in 0..<5_000 {
                 now &+= UInt32.random(in: 0...maxStep, using: &rng)
                 let m = universe[Int.random(in: 0..<universe.count, using: &rng)]
                 t.learn(vlan: 1, mac: m, port: UInt16.random(in: 0..<4, using: &rng), now: now)
@@ -265,7 +265,7 @@ final class MACTableTests: XCTestCase {
         for m in flood.prefix(1000 - 53) { XCTAssertEqual(t.lookup(vlan: 1, mac: m), -1) }
     }
 
-    func testMillionEntryTableHoldsAMillionAddressesAt59BytesEach() {
+    func testMillionEntryTableHoldsAMillionAddressesAt61BytesEach() {
         // The capacity bar: 1M learned addresses, all kept and all found, and the memory per entry
         // that docs/performance.md reports (27-byte slab entry + two 16-byte index slots).
         let n = 1 << 20
@@ -282,7 +282,7 @@ final class MACTableTests: XCTestCase {
             found += 1
         }
         XCTAssertEqual(found, n)
-        XCTAssertEqual(t.bytesPerEntry, 59, accuracy: 0.01)
+        XCTAssertEqual(t.bytesPerEntry, 61, accuracy: 0.01, "59 bytes of slab and index, 2 of the ports-by-count buckets")
     }
 
     func testTableFullOfStaticEntriesRefusesMore() {
@@ -570,5 +570,57 @@ final class MACTableTests: XCTestCase {
         XCTAssertEqual(drops[.sameSegment], 1)
         XCTAssertEqual(drops[.taggedOnAccessPort], 1)
         XCTAssertEqual(drops.total, 3)
+    }
+}
+
+final class MACTableEvictionTests: XCTestCase {
+    /// The tournament tree's victim is always a port holding the most learned entries, through a
+    /// random mix of learns, moves, removals, ageing, static entries and flushes, as a scan of
+    /// every port would find it.
+    func testTheEvictionVictimIsAlwaysAPortWithTheMostLearnedEntries() {
+        var rng = SystemRandomNumberGenerator()
+        let ports = 37
+        let t = MACTable(capacity: 4096, maxPorts: ports)
+        var now: UInt32 = 1
+        for step in 0..<5_000 {
+            let mac = MACAddress(rawValue: 0x0200_0000_0000 | UInt64.random(in: 1...3000, using: &rng))
+            let port = UInt16.random(in: 0..<UInt16(ports), using: &rng)
+            switch Int.random(in: 0..<100, using: &rng) {
+            case 0..<70: t.learn(vlan: 1, mac: mac, port: port, now: now)
+            case 70..<85: t.remove(vlan: 1, mac: mac)
+            case 85..<92: t.addStatic(vlan: 1, mac: mac, port: port)
+            case 92..<94: t.flush(port: port, includingStatic: Bool.random(using: &rng))
+            default: now &+= 500; t.age(now: now, ageing: 60_000)
+            }
+            let most = (0..<ports).map { t.learnedCount(port: UInt16($0)) }.max() ?? 0
+            if most == 0 {
+                XCTAssertNil(t.evictionVictim, "step \(step)")
+            } else {
+                XCTAssertEqual(t.evictionVictim.map { t.learnedCount(port: UInt16($0)) }, most, "step \(step)")
+            }
+        }
+    }
+
+    /// Removing a port's entries (static ones too) leaves every other port's entries, and finds
+    /// the port's static entries through its own list.
+    func testFlushingAPortRemovesItsStaticAndLearnedEntriesOnly() {
+        let t = MACTable(capacity: 1024, maxPorts: 4)
+        for k in 0..<100 {
+            let mac = MACAddress(rawValue: 0x0200_0000_1000 | UInt64(k))
+            if k % 2 == 0 { t.addStatic(vlan: 1, mac: mac, port: UInt16(k % 4)) } else { t.learn(vlan: 1, mac: mac, port: UInt16(k % 4), now: 1) }
+        }
+        // A static entry that changes port moves between the ports' lists.
+        XCTAssertTrue(t.addStatic(vlan: 1, mac: MACAddress(rawValue: 0x0200_0000_1000), port: 1))
+        t.flush(port: 2, includingStatic: true)
+        XCTAssertEqual(t.entries(now: 1).filter { $0.port == 2 }.count, 0)
+        XCTAssertEqual(t.entries(now: 1).filter { $0.port == 1 }.count, 26, "port 1's 25 learned ones and the static one that moved there")
+        XCTAssertEqual(t.entries(now: 1).filter { $0.port == 0 }.count, 24, "port 0's statics, less the one that moved")
+        XCTAssertEqual(t.lookup(vlan: 1, mac: MACAddress(rawValue: 0x0200_0000_1000)), 1)
+        t.flush(port: 1, includingStatic: false)
+        XCTAssertEqual(t.entries(now: 1).filter { $0.port == 1 }.map(\.isStatic), [true], "the static one that moved there stays")
+        t.flush(port: 1, includingStatic: true)
+        t.flush(port: 0, includingStatic: true)
+        t.flush(port: 3, includingStatic: true)
+        XCTAssertEqual(t.count, 0)
     }
 }
