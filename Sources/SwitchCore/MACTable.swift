@@ -123,14 +123,13 @@ public final class MACTable {
 
     // Per-port LRU lists of learned entries and their lengths.
     public let maxPorts: Int
-    let lruHead: FixedArray<UInt32>
-    let lruTail: FixedArray<UInt32>
+    /// Per-port lists through `prev`/`next`: list p is port p's LRU list of learned entries, list
+    /// maxPorts + p its list of static entries.
+    let listHead: FixedArray<UInt32>
+    let listTail: FixedArray<UInt32>
     let portLearned: FixedArray<Int32>
     /// Learned entries each port may hold (port security), 0: no limit.
     let portLimit: FixedArray<Int32>
-    // Per-port lists of static entries (through `prev`/`next`).
-    let staticHead: FixedArray<UInt32>
-    let staticTail: FixedArray<UInt32>
     /// Ports by learned count: `bucketHead[c]` is the first port with c learned entries (ports
     /// with none are in no bucket), `bucketNext`/`bucketPrev` link the ports of one count, and
     /// `top[0]` is the highest count any port has (in raw memory, as the other per-frame state:
@@ -161,12 +160,10 @@ public final class MACTable {
         // The free list threads through `next`.
         next = FixedArray(count: capacity) { i in i + 1 < capacity ? UInt32(i + 1) : MACTable.none }
         freeHead = 0
-        lruHead = FixedArray(repeating: MACTable.none, count: maxPorts)
-        lruTail = FixedArray(repeating: MACTable.none, count: maxPorts)
+        listHead = FixedArray(repeating: MACTable.none, count: 2 * maxPorts)
+        listTail = FixedArray(repeating: MACTable.none, count: 2 * maxPorts)
         portLearned = FixedArray(repeating: 0, count: maxPorts)
         portLimit = FixedArray(repeating: 0, count: maxPorts)
-        staticHead = FixedArray(repeating: MACTable.none, count: maxPorts)
-        staticTail = FixedArray(repeating: MACTable.none, count: maxPorts)
         precondition(maxPorts < Int(MACTable.noPort))
         bucketHead = FixedArray(repeating: MACTable.noPort, count: capacity + 1)
         bucketNext = FixedArray(repeating: MACTable.noPort, count: maxPorts)
@@ -369,14 +366,14 @@ public final class MACTable {
 
     /// Removes every entry on `port`, static ones too when `includingStatic`.
     public func flush(port: UInt16, includingStatic: Bool = true) {
-        var e = lruHead[Int(port)]
+        var e = listHead[Int(port)]
         while e != MACTable.none {
             let n = next[Int(e)]
             removeEntry(Int(e), slot: slot(of: keys[Int(e)]))
             e = n
         }
         if includingStatic {
-            e = staticHead[Int(port)]
+            e = listHead[maxPorts + Int(port)]
             while e != MACTable.none {
                 let n = next[Int(e)]
                 removeEntry(Int(e), slot: slot(of: keys[Int(e)]))
@@ -387,7 +384,7 @@ public final class MACTable {
 
     /// Removes every learned entry (static ones stay).
     public func flushLearned() {
-        for p in 0..<maxPorts where lruHead[p] != MACTable.none { flush(port: UInt16(p), includingStatic: false) }
+        for p in 0..<maxPorts where listHead[p] != MACTable.none { flush(port: UInt16(p), includingStatic: false) }
     }
 
     /// Removes learned entries not seen for more than `ageing` milliseconds; returns how many.
@@ -395,7 +392,7 @@ public final class MACTable {
     public func age(now: UInt32, ageing: UInt32) -> Int {
         var removed = 0
         for p in 0..<maxPorts {
-            var e = lruHead[p]
+            var e = listHead[p]
             while e != MACTable.none {
                 let n = next[Int(e)]
                 let age = now &- lastSeen[Int(e)]
@@ -489,46 +486,36 @@ public final class MACTable {
         let t = top[0]
         guard t > 0 else { return false }
         let victimPort = Int(bucketHead[Int(t)])
-        let e = Int(lruHead[victimPort])
+        let e = Int(listHead[victimPort])
         removeEntry(e, slot: slot(of: keys[e]))
         evictions &+= 1
         return true
     }
 
     @inline(__always)
-    func lruUnlink(_ e: Int, port: Int) {
+    func unlink(_ e: Int, list l: Int) {
         let p = prev[e], n = next[e]
-        if p == MACTable.none { lruHead[port] = n } else { next[Int(p)] = n }
-        if n == MACTable.none { lruTail[port] = p } else { prev[Int(n)] = p }
+        if p == MACTable.none { listHead[l] = n } else { next[Int(p)] = n }
+        if n == MACTable.none { listTail[l] = p } else { prev[Int(n)] = p }
         prev[e] = MACTable.none
         next[e] = MACTable.none
     }
 
-    func staticUnlink(_ e: Int, port: Int) {
-        let p = prev[e], n = next[e]
-        if p == MACTable.none { staticHead[port] = n } else { next[Int(p)] = n }
-        if n == MACTable.none { staticTail[port] = p } else { prev[Int(n)] = p }
-        prev[e] = MACTable.none
-        next[e] = MACTable.none
-    }
-
-    func staticAppend(_ e: Int, port: Int) {
-        let t = staticTail[port]
+    @inline(__always)
+    func append(_ e: Int, list l: Int) {
+        let t = listTail[l]
         prev[e] = t
         next[e] = MACTable.none
-        if t == MACTable.none { staticHead[port] = UInt32(e) } else { next[Int(t)] = UInt32(e) }
-        staticTail[port] = UInt32(e)
+        if t == MACTable.none { listHead[l] = UInt32(e) } else { next[Int(t)] = UInt32(e) }
+        listTail[l] = UInt32(e)
     }
+
+    @inline(__always) func lruUnlink(_ e: Int, port: Int) { unlink(e, list: port) }
+    @inline(__always) func lruAppend(_ e: Int, port: Int) { append(e, list: port) }
+    func staticUnlink(_ e: Int, port: Int) { unlink(e, list: maxPorts + port) }
+    func staticAppend(_ e: Int, port: Int) { append(e, list: maxPorts + port) }
 
     /// The port the fair eviction would take an entry from now (the most learned entries), for tests.
     public var evictionVictim: Int? { top[0] > 0 ? Int(bucketHead[Int(top[0])]) : nil }
 
-    @inline(__always)
-    func lruAppend(_ e: Int, port: Int) {
-        let t = lruTail[port]
-        prev[e] = t
-        next[e] = MACTable.none
-        if t == MACTable.none { lruHead[port] = UInt32(e) } else { next[Int(t)] = UInt32(e) }
-        lruTail[port] = UInt32(e)
-    }
 }
