@@ -4,7 +4,8 @@
 // - Key: one 64-bit word, VLAN ID (12 bits) << 48 | MAC (48 bits) (`FDBKey`). Key 0 (VLAN 0, MAC
 //   0) can never be learned, so 0 marks an empty slot.
 // - Storage: an open-addressing hash index (linear probing, at most half full, backward-shift
-//   deletion so there are no tombstones) of 16-byte slots, and a slab of entries holding the
+//   deletion so there are no tombstones, no entry ever more than `maxProbe` slots from its home)
+//   of 16-byte slots, and a slab of entries holding the
 //   port, flags, last-seen time and LRU links. A slot holds the key, the entry number and a copy of
 //   the port, so a forwarding lookup reads one cache line (four slots) and never the slab. All memory is allocated once, for the configured capacity; the
 //   table never allocates while forwarding.
@@ -30,6 +31,16 @@
 //   issues a software prefetch for it (CPrefetch: Swift has no prefetch builtin), then probes, so the
 //   misses of a whole batch are in flight together and the probes mostly hit in L1. Same probes,
 //   same results as one `lookup` per key; it costs a hash per key more, noise for small tables.
+// - Keyed hash (`home`): a guest chooses its source MACs, so a public hash would let it compute
+//   offline thousands of MACs with one home slot and make every learn and lookup near it walk
+//   the whole run. The home is murmur3's 64-bit finaliser of the key XORed with a per-table random
+//   secret: the finaliser's avalanche makes colliding keys under one secret say nothing about
+//   another, and the secret never leaves the table. Probe sequences are bounded as well: an entry
+//   whose home and the `maxProbe` slots after it are all taken is not stored (`crowded`, counted
+//   in `crowdedRefusals`; its frame is still forwarded, only not learned), so a lookup never
+//   probes more than `maxProbe + 1` slots, whatever keys the table was fed. At half load a random
+//   secret makes such a run practically impossible (runs of linear probing at load 1/2 stay near
+//   log n).
 // - Thread safety: none. The table belongs to its bridge's dataplane thread; the control plane
 //   reaches it only through that thread (see BridgeEngine).
 //
@@ -80,6 +91,9 @@ public enum LearnResult: Equatable {
     case moved(from: UInt16)
     /// A static entry holds this key on another port; nothing changed.
     case staticConflict
+    /// The key's home slot and the `maxProbe` after it are all taken: not learned (the bounded
+    /// probe sequence; only keys aimed at one home slot get here).
+    case crowded
     /// The key is one of the switch's own addresses (a local entry), held by another port: the
     /// frame's source is a spoof or a loop (the bridge drops it: `own-address-source`).
     case ownAddress
@@ -94,6 +108,12 @@ public final class MACTable {
     public private(set) var evictions: UInt64 = 0
     /// Learned addresses that moved to another port.
     public private(set) var moves: UInt64 = 0
+    /// Entries not stored because their probe sequence was full (`crowded`).
+    public private(set) var crowdedRefusals: UInt64 = 0
+    /// Longest probe sequence: no entry is stored further than this from its home slot.
+    public static let maxProbe = 64
+    /// The hash's secret (random per table unless a test fixes it).
+    @usableFromInline let secret: UInt64
     public private(set) var count: Int = 0
     public private(set) var learnedCount: Int = 0
 
@@ -141,8 +161,10 @@ public final class MACTable {
     static let noPort: UInt16 = .max
 
     /// A table for `capacity` entries (learned and static together) on ports 0..<maxPorts.
-    public init(capacity: Int, maxPorts: Int = 1024) {
+    /// `secret` fixes the hash's key (tests only; nil: random).
+    public init(capacity: Int, maxPorts: Int = 1024, secret: UInt64? = nil) {
         precondition(capacity >= 1 && capacity <= 1 << 28)
+        self.secret = secret ?? UInt64.random(in: 0...UInt64.max)
         self.capacity = capacity
         self.maxPorts = maxPorts
         var bits = 4
@@ -208,7 +230,29 @@ public final class MACTable {
 
     @inline(__always)
     func home(_ key: UInt64) -> Int {
-        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) &>> hashShift)
+        var x = key ^ secret
+        x ^= x &>> 33
+        x &*= 0xFF51_AFD7_ED55_8CCD
+        x ^= x &>> 33
+        x &*= 0xC4CE_B9FE_1A85_EC53
+        x ^= x &>> 33
+        return Int(truncatingIfNeeded: x &>> hashShift)
+    }
+
+    /// The home slot of (vlan, mac) in this table, for tests that aim keys at one slot.
+    public func homeSlot(vlan: UInt16, mac: MACAddress) -> Int { home(FDBKey(vlan: vlan, mac: mac).rawValue) }
+    /// Slots in the index.
+    public var slotCount: Int { slotMask + 1 }
+    /// Slots a lookup of (vlan, mac) reads, found or not: at most `maxProbe + 1`.
+    public func probeLength(vlan: UInt16, mac: MACAddress) -> Int {
+        let key = FDBKey(vlan: vlan, mac: mac).rawValue
+        var s = home(key)
+        for n in 1...(MACTable.maxProbe + 1) {
+            let k = slots[s].key
+            if k == key || k == 0 { return n }
+            s = (s &+ 1) & slotMask
+        }
+        return MACTable.maxProbe + 1
     }
 
     /// Slot of `key` in the index, or -1.
@@ -219,12 +263,26 @@ public final class MACTable {
     @inline(__always)
     func probe(_ key: UInt64, from home: Int) -> Int {
         var s = home
+        var left = MACTable.maxProbe
         while true {
             let k = slots[s].key
             if k == key { return s }
-            if k == 0 { return -1 }
+            if k == 0 || left == 0 { return -1 }
+            left &-= 1
             s = (s &+ 1) & slotMask
         }
+    }
+
+    /// The free slot a new `key` would take, or -1 when its home and the `maxProbe` slots after
+    /// it are all taken.
+    @inline(__always)
+    func freeSlot(for key: UInt64) -> Int {
+        var s = home(key)
+        for _ in 0...MACTable.maxProbe {
+            if slots[s].key == 0 { return s }
+            s = (s &+ 1) & slotMask
+        }
+        return -1
     }
 
     /// The port an address is on in a VLAN, or -1 when unknown. One hash probe in the common case.
@@ -301,7 +359,9 @@ public final class MACTable {
         let limit = portLimit[Int(port)]
         if limit > 0 && portLearned[Int(port)] >= limit { return .limitReached }
         if count >= capacity && !evictOne() { return .staticConflict }
-        let e = allocateEntry(key: key, port: port)
+        let free = freeSlot(for: key)
+        if free < 0 { crowdedRefusals &+= 1; return .crowded }
+        let e = allocateEntry(key: key, port: port, slot: free)
         flags[e] = 0
         lastSeen[e] = now
         lruStamp[e] = now / 1000
@@ -332,7 +392,9 @@ public final class MACTable {
             return true
         }
         if count >= capacity && !evictOne() { return false }
-        let e = allocateEntry(key: key, port: port)
+        let free = freeSlot(for: key)
+        if free < 0 { crowdedRefusals &+= 1; return false }
+        let e = allocateEntry(key: key, port: port, slot: free)
         flags[e] = MACTable.flagStatic
         lastSeen[e] = 0
         staticAppend(e, port: Int(port))
@@ -437,14 +499,12 @@ public final class MACTable {
     // MARK: internals
 
     @inline(__always)
-    func allocateEntry(key: UInt64, port: UInt16) -> Int {
+    func allocateEntry(key: UInt64, port: UInt16, slot s: Int) -> Int {
         let e = Int(freeHead)
         freeHead = next[e]
         keys[e] = key
         prev[e] = MACTable.none
         next[e] = MACTable.none
-        var s = home(key)
-        while slots[s].key != 0 { s = (s + 1) & slotMask }
         slots[s] = FDBSlot(key: key, entry: UInt32(e), port: port)
         ports[e] = port
         count += 1

@@ -624,3 +624,52 @@ final class MACTableEvictionTests: XCTestCase {
         XCTAssertEqual(t.count, 0)
     }
 }
+
+final class MACTableKeyedHashTests: XCTestCase {
+    /// MACs a guest could aim at one home slot if it knew the secret (found by brute force under
+    /// a fixed one): the table stores at most `maxProbe + 1` of them, refuses the rest as crowded,
+    /// and every lookup, of those keys or any other, reads at most `maxProbe + 1` slots. Under
+    /// another secret the same MACs spread out and all are learned.
+    func testKeysAimedAtOneHomeSlotStayBounded() {
+        let secret: UInt64 = 0x1234_5678_9ABC_DEF0
+        let t = MACTable(capacity: 1024, maxPorts: 2, secret: secret)
+        let target = t.homeSlot(vlan: 1, mac: MACAddress(rawValue: 0x0200_0000_0001))
+        var aimed: [MACAddress] = []
+        var candidate: UInt64 = 0x0200_0000_0000
+        while aimed.count < 200 {
+            candidate &+= 1
+            let mac = MACAddress(rawValue: candidate)
+            if t.homeSlot(vlan: 1, mac: mac) == target { aimed.append(mac) }
+        }
+        var learned = 0, crowded = 0
+        for mac in aimed {
+            switch t.learn(vlan: 1, mac: mac, port: 1, now: 1) {
+            case .learned: learned += 1
+            case .crowded: crowded += 1
+            default: XCTFail("unexpected result")
+            }
+        }
+        XCTAssertEqual(learned, MACTable.maxProbe + 1, "the home slot and the maxProbe after it")
+        XCTAssertEqual(crowded, aimed.count - learned)
+        XCTAssertEqual(t.crowdedRefusals, UInt64(crowded))
+        let longest = aimed.map { t.probeLength(vlan: 1, mac: $0) }.max() ?? 0
+        XCTAssertLessThanOrEqual(longest, MACTable.maxProbe + 1)
+        // An unrelated key whose home lies inside the run is found, or refused, within the bound too.
+        for k in 0..<2000 {
+            let mac = MACAddress(rawValue: 0x0600_0000_0000 | UInt64(k))
+            XCTAssertLessThanOrEqual(t.probeLength(vlan: 1, mac: mac), MACTable.maxProbe + 1)
+        }
+        // Learned ones keep working; a lookup of a refused one answers unknown, quickly.
+        XCTAssertEqual(t.lookup(vlan: 1, mac: aimed[0]), 1)
+        XCTAssertEqual(t.lookup(vlan: 1, mac: aimed[aimed.count - 1]), -1)
+        // Another secret: the same MACs are ordinary keys.
+        let other = MACTable(capacity: 1024, maxPorts: 2, secret: secret ^ 0xFFFF_0000_0000_0001)
+        for mac in aimed { XCTAssertEqual(other.learn(vlan: 1, mac: mac, port: 1, now: 1), .learned) }
+        XCTAssertLessThan(aimed.map { other.probeLength(vlan: 1, mac: $0) }.max() ?? 0, 16)
+        XCTAssertEqual(other.crowdedRefusals, 0)
+        // Two tables made without a secret get different ones.
+        let a = MACTable(capacity: 1024, maxPorts: 2), b = MACTable(capacity: 1024, maxPorts: 2)
+        let probes = (0..<64).map { MACAddress(rawValue: 0x0200_0000_9000 | UInt64($0)) }
+        XCTAssertNotEqual(probes.map { a.homeSlot(vlan: 1, mac: $0) }, probes.map { b.homeSlot(vlan: 1, mac: $0) })
+    }
+}
