@@ -27,7 +27,8 @@ public struct PortArguments: Equatable, Sendable {
         self.vlan = vlan
     }
 
-    public static let keys = ["tag", "trunks", "native", "type", "mac", "ip", "anti-spoofing", "ra", "dhcp", "max-macs"]
+    public static let keys = ["tag", "trunks", "native", "type", "mac", "ip", "anti-spoofing", "ra", "dhcp", "max-macs",
+                              "storm-broadcast", "storm-multicast", "storm-unknown"]
 
     /// The guest's addresses (`mac=M[,M]`, `ip="A B"`, `anti-spoofing=on|off`), nil when none given.
     public var addresses: PortAddressInfo? = nil
@@ -69,7 +70,7 @@ public struct PortArguments: Equatable, Sendable {
         }
         var p = PortArguments(bridge: spec.bridge, type: type, vlan: vlan)
         if options["mac"] != nil || options["ip"] != nil || options["anti-spoofing"] != nil || options["ra"] != nil
-            || options["dhcp"] != nil || options["max-macs"] != nil {
+            || options["dhcp"] != nil || options["max-macs"] != nil || CommandArguments.stormKeys.contains(where: { options[$0] != nil }) {
             p.addresses = try CommandArguments.portAddresses(mac: options["mac"], ip: options["ip"], antiSpoofing: options["anti-spoofing"])
             if let ra = options["ra"] {
                 switch ra {
@@ -79,6 +80,7 @@ public struct PortArguments: Equatable, Sendable {
                 }
             }
             if let m = options["max-macs"] { p.addresses?.maxMACs = try CommandArguments.parseMaxMACs(m) }
+            p.addresses?.storm = try CommandArguments.parseStorm(options)
             if let dhcp = options["dhcp"] {
                 switch dhcp {
                 case "on", "yes", "true": p.addresses?.dhcp = true
@@ -131,12 +133,28 @@ public enum CommandArguments {
 
     /// `set-port BRIDGE PORT [mac=M[,M...]] [ip="A B ..."] [anti-spoofing=on|off] [max-macs=N]`.
     public static func setPort(bridge: String, port: String, words: [String]) throws(CommandLineError) -> ControlCommand {
-        let o = try KeyValueWords.parse(words, allowed: ["mac", "ip", "anti-spoofing", "max-macs"], what: "port property")
-        guard !o.isEmpty else { throw CommandLineError("set-port needs mac=, ip=, anti-spoofing= or max-macs=") }
+        let o = try KeyValueWords.parse(words, allowed: ["mac", "ip", "anti-spoofing", "max-macs"] + stormKeys, what: "port property")
+        guard !o.isEmpty else { throw CommandLineError("set-port needs mac=, ip=, anti-spoofing=, max-macs= or storm-...=") }
         let a = try portAddresses(mac: o["mac"], ip: o["ip"], antiSpoofing: o["anti-spoofing"])
         return .setPort(bridge: bridge, port: port, macs: o["mac"] == nil ? nil : a.macs,
                         ips: o["ip"] == nil ? nil : a.ips, antiSpoofing: a.antiSpoofing,
-                        maxMACs: try o["max-macs"].map { m throws(CommandLineError) in try parseMaxMACs(m) })
+                        maxMACs: try o["max-macs"].map { m throws(CommandLineError) in try parseMaxMACs(m) },
+                        storm: try parseStorm(o))
+    }
+
+    public static let stormKeys = ["storm-broadcast", "storm-multicast", "storm-unknown"]
+
+    /// `storm-broadcast=`, `storm-multicast=`, `storm-unknown=` (frames/s, 0 off); nil when none given.
+    public static func parseStorm(_ o: [String: String]) throws(CommandLineError) -> StormLimits? {
+        func rate(_ key: String) throws(CommandLineError) -> Int? {
+            guard let text = o[key] else { return nil }
+            guard let n = Int(text), n >= 0, n <= StormLimits.maximum else {
+                throw CommandLineError("invalid \(key) '\(text)': expected frames per second from 0 (off) to \(StormLimits.maximum)")
+            }
+            return n
+        }
+        let s = StormLimits(broadcast: try rate("storm-broadcast"), multicast: try rate("storm-multicast"), unknown: try rate("storm-unknown"))
+        return s.isEmpty ? nil : s
     }
 
     /// `max-macs=N`: 0 (no limit) to 65535.

@@ -113,10 +113,12 @@ extension ControlCommand {
             if let m = addresses.maxMACs, m < 0 || m > 65535 {
                 throw ConfigurationError("invalid max-macs \(m): expected a number from 0 (no limit) to 65535")
             }
-        case .setPort(_, _, let macs, let ips, _, let maxMACs):
+            try Self.checkStorm(addresses.storm)
+        case .setPort(_, _, let macs, let ips, _, let maxMACs, let storm):
             if let m = maxMACs, m < 0 || m > 65535 {
                 throw ConfigurationError("invalid max-macs \(m): expected a number from 0 (no limit) to 65535")
             }
+            try Self.checkStorm(storm)
             try Self.checkAddresses(macs: macs ?? [], ips: ips ?? [])
         case .fdbAdd(_, let mac, let vlan, _):
             try Self.checkVLAN(vlan)
@@ -221,6 +223,14 @@ extension ControlCommand {
             throw ConfigurationError("invalid interface name '\(port)': 1 to 15 characters, no '/', ':' or whitespace")
         }
         if let problem = ConfigurationRules.problem(with: vlan) { throw ConfigurationError(problem) }
+    }
+
+    private static func checkStorm(_ storm: StormLimits?) throws(ConfigurationError) {
+        for (name, v) in [("storm-broadcast", storm?.broadcast), ("storm-multicast", storm?.multicast), ("storm-unknown", storm?.unknown)] {
+            if let v, v < 0 || v > StormLimits.maximum {
+                throw ConfigurationError("invalid \(name) \(v): expected frames per second from 0 (off) to \(StormLimits.maximum)")
+            }
+        }
     }
 
     private static func checkAddresses(macs: [MACAddress], ips: [String]) throws(ConfigurationError) {

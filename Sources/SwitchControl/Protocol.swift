@@ -46,7 +46,8 @@ public enum ControlCommand: Codable, Sendable, Equatable {
     case filterRestore(bridge: String?, text: String)
     /// Sets a port's guest MACs, IP addresses (`10.0.0.5`, `10.0.1.0/24`, `2001:db8::5`) and
     /// anti-spoofing (nil: on when it has an address); a nil list leaves that list unchanged.
-    case setPort(bridge: String, port: String, macs: [MACAddress]?, ips: [String]?, antiSpoofing: Bool?, maxMACs: Int? = nil)
+    case setPort(bridge: String, port: String, macs: [MACAddress]?, ips: [String]?, antiSpoofing: Bool?, maxMACs: Int? = nil,
+                 storm: StormLimits? = nil)
     /// add-port with the guest's addresses (`mac=`, `ip=`, `anti-spoofing=`): enforced from the
     /// port's first frame.
     case addPortWithAddresses(bridge: String, port: String, type: PortType, vlan: VLANMode, addresses: PortAddressInfo)
@@ -156,11 +157,26 @@ public struct PortAddressInfo: Codable, Sendable, Equatable {
     /// Port security (`max-macs=N`): at most N learned source MACs on a bridge port, 0 no limit;
     /// nil: not given (no limit).
     public var maxMACs: Int?
+    /// Storm control (`storm-broadcast=`, `storm-multicast=`, `storm-unknown=`); nil: not given.
+    public var storm: StormLimits?
     public init(macs: [MACAddress] = [], ips: [String] = [], antiSpoofing: Bool? = nil, routerAdvertisements: Bool? = nil,
-                dhcp: Bool? = nil, maxMACs: Int? = nil) {
+                dhcp: Bool? = nil, maxMACs: Int? = nil, storm: StormLimits? = nil) {
         self.macs = macs; self.ips = ips; self.antiSpoofing = antiSpoofing; self.routerAdvertisements = routerAdvertisements
-        self.dhcp = dhcp; self.maxMACs = maxMACs
+        self.dhcp = dhcp; self.maxMACs = maxMACs; self.storm = storm
     }
+}
+
+/// A bridge port's storm limits in frames/s (0: off; nil: not given, unchanged by set-port).
+public struct StormLimits: Codable, Sendable, Equatable {
+    public var broadcast: Int?
+    public var multicast: Int?
+    public var unknown: Int?
+    public init(broadcast: Int? = nil, multicast: Int? = nil, unknown: Int? = nil) {
+        self.broadcast = broadcast; self.multicast = multicast; self.unknown = unknown
+    }
+    public var isEmpty: Bool { broadcast == nil && multicast == nil && unknown == nil }
+    /// The largest limit a port takes, frames/s.
+    public static let maximum = 100_000_000
 }
 
 /// The guest behind a port (a Xen domain's vif): shown by `show`, saved with the configuration.

@@ -29,6 +29,7 @@ extension BridgeEngine {
         guard i >= 0 && i < maxPorts && kind[i] != BridgeEngine.kindUnused else { throw .noSuchPort(i) }
         fdb.flush(port: UInt16(i), includingStatic: true)
         fdb.setLimit(port: UInt16(i), 0)
+        setStormLimits(i, broadcast: 0, multicast: 0, unknown: 0)
         localMACs[i] = nil
         let d = devices[i]
         if let d { retire(d, from: i) }
@@ -90,6 +91,25 @@ extension BridgeEngine {
         if own != nil { setLocalMAC(i, nil) }
         applyMode(i, mode)
         if let own { setLocalMAC(i, own) }
+    }
+
+    /// Storm control of port `i`: at most `broadcast`, `multicast` and `unknown` (unknown unicast)
+    /// flooded frames a second from it (0: no limit), each a token bucket of a tenth of a second's
+    /// worth; frames beyond are dropped and counted per kind. Hardware switches have this; the
+    /// Linux bridge and Open vSwitch do not.
+    public func setStormLimits(_ i: Int, broadcast: Int, multicast: Int, unknown: Int) {
+        let was = (0..<3).contains { stormRate[i * 3 + $0] != 0 }
+        for (k, rate) in [broadcast, multicast, unknown].enumerated() {
+            stormRate[i * 3 + k] = UInt32(clamping: max(rate, 0))
+            stormTokens[i * 3 + k] = UInt64(max(UInt32(clamping: max(rate, 0)) / 10, 1)) * 1000
+            stormStamp[i * 3 + k] = 0
+        }
+        let now = (0..<3).contains { stormRate[i * 3 + $0] != 0 }
+        stormPorts += (now ? 1 : 0) - (was ? 1 : 0)
+    }
+    /// Port `i`'s storm limits (broadcast, multicast, unknown unicast), frames/s, 0: none.
+    public func stormLimits(_ i: Int) -> (broadcast: Int, multicast: Int, unknown: Int) {
+        (Int(stormRate[i * 3]), Int(stormRate[i * 3 + 1]), Int(stormRate[i * 3 + 2]))
     }
 
     /// Port security: at most `limit` learned source MACs on port `i` (0: no limit); frames from

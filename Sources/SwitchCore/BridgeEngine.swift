@@ -131,6 +131,14 @@ public final class BridgeEngine<Port: FramePort> {
     public internal(set) var antiSpoofTable: AntiSpoofTable?
     /// Ports that are the bridge's own port (TAP): frames to them pass INPUT, from them OUTPUT.
     let local: FixedArray<Bool>
+    /// Storm control per port and kind (StormKind: broadcast, multicast, unknown unicast), index
+    /// port * 3 + kind: the limit in frames/s (0: off), the bucket's tokens in thousandths of a
+    /// frame, and when it was last filled. `stormPorts` counts the ports with any limit, so a
+    /// bridge without one pays a single branch per flooded frame.
+    let stormRate: FixedArray<UInt32>
+    let stormTokens: FixedArray<UInt64>
+    let stormStamp: FixedArray<UInt32>
+    var stormPorts = 0
 
     public init(settings: BridgeSettings = BridgeSettings(), maxPorts: Int = 1024) {
         precondition(maxPorts >= 1 && maxPorts <= Int(UInt16.max))
@@ -157,6 +165,9 @@ public final class BridgeEngine<Port: FramePort> {
         localMACs = Array(repeating: nil, count: maxPorts)
         portAddresses = Array(repeating: nil, count: maxPorts)
         local = FixedArray(repeating: false, count: maxPorts)
+        stormRate = FixedArray(repeating: 0, count: 3 * maxPorts)
+        stormTokens = FixedArray(repeating: 0, count: 3 * maxPorts)
+        stormStamp = FixedArray(repeating: 0, count: 3 * maxPorts)
     }
 
     // MARK: the dataplane
@@ -189,7 +200,7 @@ public final class BridgeEngine<Port: FramePort> {
         classify(from: p, count: n)
         if let guardTable = antiSpoofTable, guardTable.isEnforced(p) { checkSources(from: p, count: n, guardTable) }
         learn(from: p, count: n, now: now)
-        forward(from: p, count: n)
+        forward(from: p, count: n, now: now)
         transmit(from: p)
     }
 
@@ -303,7 +314,24 @@ public final class BridgeEngine<Port: FramePort> {
         }
     }
 
-    func forward(from p: Int, count n: Int) {
+    /// Storm control: true when port `p` may flood one more frame of `kind` now (a token bucket of
+    /// `rate` frames/s holding a tenth of a second's worth, at least one frame).
+    @inline(__always)
+    func stormAllows(_ p: Int, _ kind: Int, now: UInt32) -> Bool {
+        let k = p &* 3 &+ kind
+        let rate = UInt64(stormRate[k])
+        if rate == 0 { return true }
+        let capacity = max(rate / 10, 1) &* 1000
+        let elapsed = UInt64(now &- stormStamp[k])
+        stormStamp[k] = now
+        let tokens = min(capacity, stormTokens[k] &+ elapsed &* rate)
+        if tokens < 1000 { stormTokens[k] = tokens; return false }
+        stormTokens[k] = tokens &- 1000
+        return true
+    }
+
+    func forward(from p: Int, count n: Int, now: UInt32) {
+        let storm = stormPorts > 0
         let frames = batch.frames.base, info = batch.info.base
         let stride = settings.batchSize
         let prog = filterProgram
@@ -335,6 +363,15 @@ public final class BridgeEngine<Port: FramePort> {
                                                       tci: pvid[q] == vlan ? 0 : tciBase)
                 egressCount[q] = Int32(c + 1)
                 continue
+            }
+            // Storm control: broadcast, multicast and unknown unicast each within the port's limit.
+            if storm {
+                let first = HeaderBytes.byte(frames[i], 0)
+                let kind = first & 1 == 0 ? 2 : (MACAddress(loadingFrom: frames[i]).isBroadcast ? 0 : 1)
+                if !stormAllows(p, kind, now: now) {
+                    drop(kind == 0 ? .stormBroadcast : kind == 1 ? .stormMulticast : .stormUnknown)
+                    continue
+                }
             }
             // Flood within the VLAN, never back out of the ingress port.
             var copies = 0, filtered = 0

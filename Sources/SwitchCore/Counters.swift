@@ -52,6 +52,11 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case ownAddressSource
     /// Port security: a new source MAC on a port that already holds its `max-macs` learned ones.
     case macLimit
+    /// Storm control: broadcast, multicast or unknown unicast beyond the ingress port's limit
+    /// (`storm-broadcast=`, `storm-multicast=`, `storm-unknown=` frames/s).
+    case stormBroadcast
+    case stormMulticast
+    case stormUnknown
 
     public var name: String {
         switch self {
@@ -77,6 +82,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .rxRingFull: return "rx-ring-full"
         case .ownAddressSource: return "own-address-source"
         case .macLimit: return "mac-limit"
+        case .stormBroadcast: return "storm-broadcast"
+        case .stormMulticast: return "storm-multicast"
+        case .stormUnknown: return "storm-unknown"
         }
     }
 }

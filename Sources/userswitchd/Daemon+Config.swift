@@ -191,7 +191,9 @@ extension Daemon {
                 if (cp?.addresses ?? nil) != p.addresses {
                     let a = p.addresses ?? PortAddressInfo()
                     _ = try execute(.setPort(bridge: t.name, port: p.name, macs: a.macs, ips: a.ips, antiSpoofing: a.antiSpoofing,
-                                             maxMACs: a.maxMACs ?? 0))
+                                             maxMACs: a.maxMACs ?? 0,
+                                             storm: StormLimits(broadcast: a.storm?.broadcast ?? 0, multicast: a.storm?.multicast ?? 0,
+                                                                unknown: a.storm?.unknown ?? 0)))
                 }
             }
         }

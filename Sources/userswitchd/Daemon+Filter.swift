@@ -48,7 +48,7 @@ extension Daemon {
             logger.info("filter \(bridge ?? ""): restored \(set.ruleCount) rules in \(set.chains.count) chains")
             return .done
 
-        case .setPort(let bridge, let port, let macs, let ips, let antiSpoofing, let maxMACs):
+        case .setPort(let bridge, let port, let macs, let ips, let antiSpoofing, let maxMACs, let storm):
             guard let r = bridges[bridge] else { throw CommandError("no such bridge '\(bridge)'") }
             let parsedIPs = try ips.map { try Daemon.parseAddresses($0) }
             let err: String? = r.sync { runner in
@@ -60,6 +60,7 @@ extension Daemon {
                 if let antiSpoofing { a.antiSpoofing = antiSpoofing }
                 e.setPortAddresses(i, a.isEmpty && a.antiSpoofing == nil ? nil : a)
                 if let maxMACs { e.setMACLimit(i, maxMACs) }
+                if let storm { Daemon.applyStorm(storm, e, i) }
                 return nil
             }
             if let err { throw CommandError(err) }
@@ -79,6 +80,7 @@ extension Daemon {
                 guard let i = runner.engine.portIndex(named: port) else { return }
                 runner.engine.setPortAddresses(i, addresses.isEmpty && addresses.antiSpoofing == nil ? nil : addresses)
                 if let m = info.maxMACs { runner.engine.setMACLimit(i, m) }
+                if let storm = info.storm { Daemon.applyStorm(storm, runner.engine, i) }
             }
             return .done
 
@@ -157,11 +159,24 @@ extension Daemon {
     /// configuration carry them; nil when it has none of them.
     static func addressInfo(_ engine: BridgeEngine<SwitchPort>, _ i: Int) -> PortAddressInfo? {
         let limit = engine.macLimit(i)
+        let s = engine.stormLimits(i)
         var info = engine.portAddresses[i].map { PortAddressInfo(macs: $0.macs, ips: $0.ipWords, antiSpoofing: $0.antiSpoofing) }
         if limit > 0 {
             if info == nil { info = PortAddressInfo() }
             info?.maxMACs = limit
         }
+        if s.broadcast > 0 || s.multicast > 0 || s.unknown > 0 {
+            if info == nil { info = PortAddressInfo() }
+            info?.storm = StormLimits(broadcast: s.broadcast > 0 ? s.broadcast : nil, multicast: s.multicast > 0 ? s.multicast : nil,
+                                      unknown: s.unknown > 0 ? s.unknown : nil)
+        }
         return info
+    }
+
+    /// Sets the storm limits given (the others stay as they are).
+    static func applyStorm(_ storm: StormLimits, _ engine: BridgeEngine<SwitchPort>, _ i: Int) {
+        let old = engine.stormLimits(i)
+        engine.setStormLimits(i, broadcast: storm.broadcast ?? old.broadcast, multicast: storm.multicast ?? old.multicast,
+                              unknown: storm.unknown ?? old.unknown)
     }
 }

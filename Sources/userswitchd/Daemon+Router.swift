@@ -236,6 +236,9 @@ extension Daemon {
         if addresses.maxMACs != nil {
             throw CommandError("max-macs= is an option of a bridge port: a routed port carries its one guest's MAC (mac=)")
         }
+        if addresses.storm != nil {
+            throw CommandError("storm-...= are options of a bridge port: a router floods nothing")
+        }
         if addresses.dhcp == true && parsed.v4.isEmpty {
             throw CommandError("dhcp=on needs an IPv4 address in ip= to hand out")
         }

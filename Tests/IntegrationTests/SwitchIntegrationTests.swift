@@ -155,6 +155,27 @@ final class SwitchIntegrationTests: LabTestCase {
         XCTAssertFalse(try lab.mustCtl(["show-config"]).contains("maxMACs"), "no limit is not saved")
     }
 
+    /// Storm control with the real daemon: a guest limited to 50 broadcasts a second sends 400
+    /// at once; the other host gets a tenth of a second's worth and the rest are counted.
+    func testStormControlLimitsAGuestsBroadcasts() throws {
+        let lab = try startedLab()
+        for (i, name) in ["h1", "h2"].enumerated() { try lab.addGuest(name, ip: nil, macSuffix: UInt8(i + 1)) }
+        try lab.addPort("h1")
+        try lab.addPort("h2", ["storm-broadcast=50"])
+        let s1 = try lab.packetSocket("h1"), s2 = try lab.packetSocket("h2")
+        s1.drain()
+        let nonce = TestFrame.nonce()
+        let src = macBytes(lab.guest("h2").mac)
+        for _ in 0..<400 { try s2.send(TestFrame.make(destination: [UInt8](repeating: 0xFF, count: 6), source: src, payload: nonce)) }
+        let got = s1.collect(for: 1) { $0.carries(nonce) }.count
+        XCTAssertGreaterThan(got, 0)
+        XCTAssertLessThan(got, 150, "a storm limited to 50/s let \(got) of 400 through")
+        XCTAssertGreaterThanOrEqual(try lab.dropCounters()["storm-broadcast"] ?? 0, 250)
+        XCTAssertTrue(try lab.mustCtl(["show-config"]).contains("\"broadcast\" : 50"))
+        try lab.mustCtl(["set-port", lab.bridge, lab.guest("h2").port, "storm-broadcast=0"])
+        XCTAssertFalse(try lab.mustCtl(["show-config"]).contains("storm"))
+    }
+
     func testVLANIsolationAndTrunkTagging() throws {
         let lab = try startedLab()
         try lab.addGuest("a10", ip: nil, macSuffix: 0x10)

@@ -57,11 +57,11 @@ final class CommandArgumentsTests: XCTestCase {
         XCTAssertEqual(portError("br0", "trunks=10", "native=0"), "invalid VLAN ID '0': expected a number from 1 to 4094")
         XCTAssertEqual(portError("br0", "type=vhost"), "invalid port type 'vhost': expected tap or system")
         XCTAssertEqual(portError("br0", "mode=access"),
-                       "unknown port option 'mode' in 'mode=access': expected one of tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=, max-macs=")
+                       "unknown port option 'mode' in 'mode=access': expected one of tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=, max-macs=, storm-broadcast=, storm-multicast=, storm-unknown=")
         XCTAssertEqual(portError("br0", "tag"),
-                       "unexpected argument 'tag': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=, max-macs=)")
+                       "unexpected argument 'tag': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=, max-macs=, storm-broadcast=, storm-multicast=, storm-unknown=)")
         XCTAssertEqual(portError("br0", "=10"),
-                       "unexpected argument '=10': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=, max-macs=)")
+                       "unexpected argument '=10': expected port options of the form key=value (tag=, trunks=, native=, type=, mac=, ip=, anti-spoofing=, ra=, dhcp=, max-macs=, storm-broadcast=, storm-multicast=, storm-unknown=)")
         XCTAssertEqual(portError("br0", "tag="), "port option 'tag=' needs a value")
         XCTAssertEqual(portError("br0", "tag=10", "tag=20"), "port option 'tag=' given more than once")
         XCTAssertEqual(portError("xenbr0.10", "tag=20"),
@@ -83,6 +83,15 @@ final class CommandArgumentsTests: XCTestCase {
         XCTAssertEqual(try CommandArguments.setPort(bridge: "br0", port: "vif1.0", words: ["max-macs=4"]),
                        .setPort(bridge: "br0", port: "vif1.0", macs: nil, ips: nil, antiSpoofing: nil, maxMACs: 4))
         XCTAssertThrowsError(try CommandArguments.setPort(bridge: "br0", port: "vif1.0", words: ["max-macs=70000"]))
+    }
+
+    func testStormLimits() throws {
+        XCTAssertEqual(try port("br0", "storm-broadcast=100", "storm-unknown=0").addresses?.storm,
+                       StormLimits(broadcast: 100, multicast: nil, unknown: 0))
+        XCTAssertEqual(portError("br0", "storm-multicast=fast"),
+                       "invalid storm-multicast 'fast': expected frames per second from 0 (off) to 100000000")
+        XCTAssertEqual(try CommandArguments.setPort(bridge: "br0", port: "vif1.0", words: ["storm-broadcast=50"]),
+                       .setPort(bridge: "br0", port: "vif1.0", macs: nil, ips: nil, antiSpoofing: nil, storm: StormLimits(broadcast: 50)))
     }
 
     func testRouterPortOptions() throws {

@@ -54,3 +54,51 @@ final class PortSecurityTests: XCTestCase {
         XCTAssertEqual(lab.engine.macLimit(again), 0, "a new port starts without a limit")
     }
 }
+
+final class StormControlTests: XCTestCase {
+    /// A port limited to 100 broadcasts/s floods at most a tenth of a second's worth (10) at
+    /// once and 100 a second after; multicast and unknown unicast have their own buckets, known
+    /// unicast and other ports are never limited, and 0 turns it off.
+    func testEachKindIsLimitedOnItsOwnBucketAndKnownUnicastNever() throws {
+        let lab = try Lab(accessPorts: 3)
+        lab.engine.setStormLimits(1, broadcast: 100, multicast: 50, unknown: 20)
+        XCTAssertTrue(lab.engine.stormLimits(1) == (100, 50, 20))
+        let src = Frame.host(0x71)
+        let bcast = (0..<50).map { _ in Frame.ethernet(dst: .broadcast, src: src) }
+        lab.send(bcast, on: 1, now: 10_000)
+        XCTAssertEqual(lab.out(0).count, 10, "a tenth of a second's worth at once")
+        _ = lab.outAll()
+        assertDrops(lab, [.stormBroadcast: 40])
+        let mcast = (0..<50).map { _ in Frame.ethernet(dst: Frame.mac("01:00:5e:00:00:07"), src: src) }
+        lab.send(mcast, on: 1, now: 10_000)
+        XCTAssertEqual(lab.out(0).count, 5)
+        let unknown = (0..<50).map { _ in Frame.ethernet(dst: Frame.host(0x99), src: src) }
+        lab.send(unknown, on: 1, now: 10_000)
+        XCTAssertEqual(lab.out(0).count, 2)
+        _ = lab.outAll()
+        assertDrops(lab, [.stormBroadcast: 40, .stormMulticast: 45, .stormUnknown: 48])
+        // Known unicast is not flooding: never limited.
+        lab.send(Frame.ethernet(dst: .broadcast, src: Frame.host(0x72)), on: 2, now: 10_000)
+        _ = lab.outAll()
+        lab.send((0..<50).map { _ in Frame.ethernet(dst: Frame.host(0x72), src: src) }, on: 1, now: 10_000)
+        XCTAssertEqual(lab.out(2).count, 50)
+        // Another port floods freely.
+        lab.send(bcast.map { _ in Frame.ethernet(dst: .broadcast, src: Frame.host(0x73)) }, on: 0, now: 10_000)
+        XCTAssertEqual(lab.out(1).count, 50)
+        // A second later the bucket is full again (10), not 100 at once.
+        lab.send(bcast, on: 1, now: 11_000)
+        XCTAssertEqual(lab.out(0).count, 10)
+        // Steady: 100 a second, at 10 every 100 ms.
+        var passed = 0
+        for step in 1...10 {
+            lab.send((0..<20).map { _ in Frame.ethernet(dst: .broadcast, src: src) }, on: 1, now: 11_000 + UInt32(step) * 100)
+            passed += lab.out(0).count
+        }
+        XCTAssertEqual(passed, 100)
+        _ = lab.outAll()
+        // 0 turns it off.
+        lab.engine.setStormLimits(1, broadcast: 0, multicast: 0, unknown: 0)
+        lab.send(bcast, on: 1, now: 20_000)
+        XCTAssertEqual(lab.out(0).count, 50)
+    }
+}
