@@ -131,7 +131,7 @@ public final class BridgeEngine<Port: FramePort> {
     public internal(set) var antiSpoofTable: AntiSpoofTable?
     /// Ports that are the bridge's own port (TAP): frames to them pass INPUT, from them OUTPUT.
     let local: FixedArray<Bool>
-    /// Storm control per port and kind (StormKind: broadcast, multicast, unknown unicast), index
+    /// Storm control per port and kind (0 broadcast, 1 multicast, 2 unknown unicast), index
     /// port * 3 + kind: the limit in frames/s (0: off), the bucket's tokens in thousandths of a
     /// frame, and when it was last filled. `stormPorts` counts the ports with any limit, so a
     /// bridge without one pays a single branch per flooded frame.
